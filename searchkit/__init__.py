@@ -1,0 +1,1 @@
+"""searchkit: semantic search for long documents."""
