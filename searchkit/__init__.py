@@ -1,1 +1,20 @@
-"""searchkit: semantic search for long documents."""
+"""searchkit: semantic search for long documents.
+
+Whole-document embeddings from a long-context model, late-chunked passage vectors, FAISS for
+k-NN search and SQLite as the source of truth. Start with :class:`SearchIndex`.
+"""
+
+from .api import IngestReport, SearchIndex
+from .config import Config, load_config
+from .documents import Document, Skipped
+from .errors import (ConfigError, CorruptIndexError, IndexLockedError, InputError, ModelError,
+                     ModelMismatchError, ModelNotFoundError, NotAnIndexError, SchemaVersionError,
+                     SearchkitError, UnsupportedModelError)
+from .records import Chunk, Hit, Passage
+
+__all__ = [
+    "SearchIndex", "IngestReport", "Config", "load_config", "Document", "Skipped", "Chunk", "Hit",
+    "Passage", "SearchkitError", "ConfigError", "InputError", "ModelError", "ModelNotFoundError",
+    "ModelMismatchError", "UnsupportedModelError", "NotAnIndexError", "CorruptIndexError",
+    "SchemaVersionError", "IndexLockedError",
+]

@@ -1,0 +1,161 @@
+"""FAISS indexes over L2-normalised vectors (inner product = cosine): flat, IVF and HNSW.
+
+The FAISS file is a cache of the vectors kept in SQLite: any index here can be rebuilt from
+``(ids, vectors)``. Flat and IVF remove ids in place; HNSW cannot, so removed ids stay in the
+graph as tombstones that the caller filters out until the next rebuild.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from .config import AnnConfig
+
+KINDS = ("flat", "ivf", "hnsw")
+# FAISS warns below ~39 training points per centroid; below that IVF clusters are noise.
+MIN_POINTS_PER_LIST = 39
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """The resolved structure of one FAISS index."""
+
+    kind: str
+    nlist: int | None = None
+    hnsw_m: int | None = None
+    ef_construction: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def choose_params(config: AnnConfig, n_vectors: int) -> AnnParams:
+    """Pick the index structure for a collection size.
+
+    ``auto`` keeps exact search up to ``auto_flat_max`` vectors, then moves to IVF (which, unlike
+    HNSW, removes in place). IVF's ``nlist`` defaults to about 4·√n, capped so every list gets
+    enough training points; with too few vectors to train even one list, IVF waits as flat
+    (exact) until a later write brings enough.
+    """
+    kind = config.type
+    if kind == "auto":
+        kind = "flat" if n_vectors <= config.auto_flat_max else "ivf"
+    if kind == "ivf" and n_vectors < MIN_POINTS_PER_LIST:
+        kind = "flat"
+    if kind == "ivf":
+        nlist = config.nlist or max(1, int(4 * math.sqrt(max(n_vectors, 1))))
+        nlist = max(1, min(nlist, n_vectors // MIN_POINTS_PER_LIST or 1))
+        return AnnParams("ivf", nlist=nlist)
+    if kind == "hnsw":
+        return AnnParams("hnsw", hnsw_m=config.hnsw_m, ef_construction=config.ef_construction)
+    return AnnParams("flat")
+
+
+class VectorIndex:
+    """One FAISS index with 64-bit ids, plus the query-time knobs."""
+
+    def __init__(self, index: faiss.Index, params: AnnParams):
+        self.index = index
+        self.params = params
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, params: AnnParams, dim: int, ids: np.ndarray, vectors: np.ndarray) -> "VectorIndex":
+        """A new index of ``params.kind`` holding ``vectors`` under ``ids`` (IVF is trained on them)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if params.kind == "flat":
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        elif params.kind == "hnsw":
+            hnsw = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = params.ef_construction
+            index = faiss.IndexIDMap2(hnsw)
+        elif params.kind == "ivf":
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, params.nlist, faiss.METRIC_INNER_PRODUCT)
+            if len(vectors) < params.nlist:
+                raise ValueError(f"IVF with nlist={params.nlist} needs at least that many vectors")
+            index.train(_training_sample(vectors, params.nlist))
+        else:
+            raise ValueError(f"unknown index type {params.kind!r}")
+        result = cls(index, params)
+        if len(ids):
+            result.add(ids, vectors)
+        return result
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove ids in place; False for HNSW, whose removed ids stay as tombstones."""
+        if self.params.kind == "hnsw" or len(ids) == 0:
+            return self.params.kind != "hnsw"
+        self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+        return True
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    # -- searching ------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None,
+               ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (scores, ids) per query row; missing results have id -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries[None, :]
+        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
+        if self.ntotal == 0:
+            return (np.full((len(queries), 1), -np.inf, dtype=np.float32),
+                    np.full((len(queries), 1), -1, dtype=np.int64))
+        params = None
+        if self.params.kind == "ivf" and nprobe:
+            params = faiss.SearchParametersIVF(nprobe=min(nprobe, self.params.nlist or nprobe))
+        elif self.params.kind == "hnsw" and ef_search:
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
+        # IndexIDMap2 forwards search parameters to the HNSW index it wraps.
+        return self.index.search(queries, k, params=params)
+
+    # -- files ----------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: Path, params: AnnParams) -> "VectorIndex":
+        return cls(faiss.read_index(str(path)), params)
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes the index holds in RAM (its serialised size)."""
+        return int(faiss.serialize_index(self.index).nbytes)
+
+
+def _training_sample(vectors: np.ndarray, nlist: int) -> np.ndarray:
+    limit = 256 * nlist
+    if len(vectors) <= limit:
+        return vectors
+    rows = np.random.default_rng(0).choice(len(vectors), size=limit, replace=False)
+    return vectors[np.sort(rows)]

@@ -1,0 +1,562 @@
+"""The Python API: :class:`SearchIndex` opens or creates an index folder, adds documents,
+searches, removes and reports. The CLI is a thin layer over this module.
+
+Example::
+
+    import searchkit
+    with searchkit.SearchIndex.open("my_index", create=True) as ix:
+        ix.add_paths(["docs/"])
+        for hit in ix.search("how do I rebase a branch", k=5):
+            print(hit.rank, hit.score, hit.path)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from . import search as ranking
+from .ann import AnnParams, VectorIndex, choose_params
+from .config import ChunkingConfig, Config, load_config
+from .documents import (Document, Skipped, content_hash, iter_files, read_document,
+                        record_document)
+from .embedding.embedder import Embedder, ModelInfo
+from .embedding.models import canonical_name
+from .errors import ConfigError, InputError, ModelMismatchError
+from .ingest import embed_documents
+from .locking import WriteLock
+from .records import Hit, Passage
+from .store import Store
+
+log = logging.getLogger("searchkit")
+
+TABLES = ("documents", "chunks")
+
+
+@dataclass
+class IngestReport:
+    """What one ``add_paths`` / ``add_records`` call did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def embedded(self) -> int:
+        return self.added + self.updated
+
+    def summary(self) -> str:
+        rate = f", {self.tokens / self.seconds:,.0f} tokens/s" if self.seconds and self.tokens else ""
+        return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
+                f"removed {self.removed}, skipped {len(self.skipped)} "
+                f"({self.tokens:,} tokens in {self.seconds:.1f}s{rate})")
+
+
+class SearchIndex:
+    """An index folder: SQLite (source of truth) plus FAISS caches, and the model that built it.
+
+    Open one with :meth:`SearchIndex.open`. Reading needs no lock; every write takes the
+    folder's writer lock for its duration.
+    """
+
+    def __init__(self, folder: Path, config: Config, store: Store, wait: float | None = None):
+        self.folder = folder
+        self.config = config
+        self.store = store
+        self.wait = wait
+        self._embedder: Embedder | None = None
+        self._ann: dict[str, VectorIndex] = {}
+        self._ann_generation: dict[str, int] = {}
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike | None = None, config: Config | None = None,
+             create: bool = False, wait: float | None = None) -> "SearchIndex":
+        """Open the index in ``folder`` (default ``config.index``).
+
+        Args:
+            folder: the index folder.
+            config: settings; ``None`` loads them with :func:`searchkit.load_config`.
+            create: create the folder and database if missing.
+            wait: seconds a write waits for another writer (``None``: fail at once).
+
+        Raises:
+            NotAnIndexError, CorruptIndexError, SchemaVersionError: the folder cannot be used.
+        """
+        config = config or load_config()
+        folder = Path(folder if folder is not None else config.index)
+        return cls(folder, config, Store.open(folder, create=create), wait=wait)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "SearchIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the model ------------------------------------------------------------------------
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """The model recorded in the index, or None for an index with nothing in it yet."""
+        data = self.store.manifest().get("model")
+        return ModelInfo(**data) if data else None
+
+    @property
+    def chunking(self) -> ChunkingConfig:
+        """Chunking fixed at creation (recorded in the manifest), else the configured one."""
+        data = self.store.manifest().get("chunking")
+        return ChunkingConfig(**data) if data else self.config.chunking
+
+    def check_model(self, name: str) -> None:
+        """Refuse a model other than the one that built this index.
+
+        Raises:
+            ModelMismatchError: naming both models.
+        """
+        info = self.model_info
+        if info is None:
+            return
+        wanted = canonical_name(name)
+        if wanted not in (canonical_name(info.requested), info.name):
+            raise ModelMismatchError(
+                f"index {self.folder} was built with model {info.name}, not {name}; "
+                f"use --model {info.name}, or a new --index folder for the other model")
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model, loaded on first use: the recorded one for an existing index (no network)."""
+        if self._embedder is None:
+            info = self.model_info
+            if info is None:
+                self._embedder = Embedder.load(self.config.model)
+            else:
+                model_config = dataclasses.replace(
+                    self.config.model, window_tokens=info.window_tokens,
+                    window_overlap=info.window_overlap, fallback=False)
+                self._embedder = Embedder.load(model_config, allow_download=False, name=info.name)
+        return self._embedder
+
+    # -- FAISS caches ---------------------------------------------------------------------
+
+    def _ann_file(self, table: str, generation: int) -> Path:
+        return self.folder / f"{table}.g{generation}.faiss"
+
+    def _params(self, table: str) -> AnnParams:
+        data = self.store.manifest().get(f"ann_{table}")
+        return AnnParams(**data) if data else choose_params(self.config.ann, self.store.count(table))
+
+    def ann(self, table: str) -> VectorIndex:
+        """The FAISS index of ``documents`` or ``chunks``, loaded or rebuilt from SQLite."""
+        generation = self.store.generation
+        if table in self._ann and self._ann_generation[table] == generation:
+            return self._ann[table]
+        path = self._ann_file(table, generation)
+        params = self._params(table)
+        index = None
+        if path.exists():
+            try:
+                index = VectorIndex.load(path, params)
+            except RuntimeError:
+                log.warning("FAISS file %s is unreadable; rebuilding it from SQLite", path.name)
+        elif self.store.count(table):
+            log.warning("FAISS file for %s is missing or older than the database; rebuilt from SQLite",
+                        table)
+        if index is None:
+            index = self._build_ann(table, params)
+        self._ann[table], self._ann_generation[table] = index, generation
+        return index
+
+    def _build_ann(self, table: str, params: AnnParams) -> VectorIndex:
+        info = self.model_info
+        dim = info.dimension if info else 1
+        ids, vectors = self.store.vectors(table, dim)
+        if params.kind == "ivf" and len(ids) < (params.nlist or 1):
+            params = choose_params(self.config.ann, len(ids))
+        return VectorIndex.build(params, dim, ids, vectors)
+
+    def _save_ann(self) -> None:
+        """Record the FAISS structure, write the caches for the new generation, drop older files.
+
+        The manifest commit comes first: a crash before the files are renamed into place leaves
+        them missing for that generation, and the next open rebuilds them from SQLite.
+        """
+        self.store.set_manifest(**{f"ann_{t}": ix.params.as_dict() for t, ix in self._ann.items()})
+        generation = self.store.generation
+        for table, index in self._ann.items():
+            index.save(self._ann_file(table, generation))
+            self._ann_generation[table] = generation
+        for path in self.folder.glob("*.g*.faiss"):
+            if not path.name.endswith(f".g{generation}.faiss"):
+                path.unlink(missing_ok=True)
+
+    def _resize_ann(self) -> None:
+        """Rebuild a FAISS index whose structure no longer suits the collection size."""
+        for table in TABLES:
+            index = self.ann_stale_ok(table)
+            wanted = choose_params(self._effective_ann(), self.store.count(table))
+            if _needs_rebuild(index.params, wanted):
+                self._ann[table] = self._build_ann(table, wanted)
+
+    def _effective_ann(self):
+        kind = self.store.manifest().get("ann_type", self.config.ann.type)
+        return dataclasses.replace(self.config.ann, type=kind)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def add_paths(self, paths: Sequence[str | os.PathLike], show_progress: bool = False) -> IngestReport:
+        """Index files and folders incrementally.
+
+        Unchanged files (same content hash) are not embedded again, changed files replace their
+        entry, and files gone from the given folders are removed. Unusable files are reported in
+        ``report.skipped`` and never stop the run.
+
+        Raises:
+            InputError: a path does not exist, or the folders hold no supported file at all.
+            IndexLockedError: another process is writing.
+        """
+        if not paths:
+            raise InputError("no path given to index")
+        report = IngestReport()
+        start = time.perf_counter()
+        max_bytes = int(self.config.ingest.max_file_mb * 1_000_000)
+        with WriteLock(self.folder, self.wait):
+            self._prepare_write()
+            existing = self.store.states()
+            seen: set[str] = set()
+            todo: list[Path] = []
+            roots = [Path(p).absolute() for p in paths]
+            for item in iter_files(roots, self.config.ingest.extensions):
+                if isinstance(item, Skipped):
+                    report.skipped.append(item)
+                    continue
+                key = str(item.absolute())
+                seen.add(key)
+                state = existing.get(key)
+                if state is not None and _file_hash_matches(item, state[1]):
+                    report.unchanged += 1
+                else:
+                    todo.append(item)
+            gone = [doc_id for root in roots if root.is_dir()
+                    for path, doc_id in self.store.paths_under(str(root)).items() if path not in seen]
+            if not todo and not seen and not gone:
+                exts = ", ".join(self.config.ingest.extensions)
+                raise InputError(f"no files to index under {', '.join(map(str, paths))} "
+                                 f"(supported: {exts})")
+            self._ingest(todo, existing, report, max_bytes, show_progress)
+            if gone:
+                self._remove_ids(sorted(set(gone)))
+                report.removed = len(set(gone))
+            self._finish_write()
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def add_records(self, records: Iterable[Any], show_progress: bool = False) -> IngestReport:
+        """Index caller-supplied documents: ``(id, text)``, ``(id, text, metadata)`` tuples or
+        mappings with ``id``, ``text`` and optional ``metadata`` / ``title``.
+
+        A record whose id exists with the same text is unchanged; different text replaces it.
+        """
+        docs = [_record(r) for r in records]
+        report = IngestReport()
+        start = time.perf_counter()
+        with WriteLock(self.folder, self.wait):
+            self._prepare_write()
+            existing = self.store.states(d.key for d in docs)
+            fresh = []
+            for doc in docs:
+                state = existing.get(doc.key)
+                if state is not None and state[1] == doc.content_hash:
+                    report.unchanged += 1
+                else:
+                    fresh.append(doc)
+            self._embed_and_store(fresh, existing, report, show_progress)
+            self._finish_write()
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def remove(self, keys: Iterable[str]) -> int:
+        """Remove documents by key (a file's absolute path, or a record id); returns how many."""
+        keys = [str(Path(k).absolute()) if Path(k).exists() else k for k in keys]
+        with WriteLock(self.folder, self.wait):
+            states = self.store.states(keys)
+            if states:
+                self._remove_ids([i for i, _ in states.values()])
+                self._finish_write()
+        return len(states)
+
+    def rebuild(self, index_type: str | None = None) -> dict[str, Any]:
+        """Rebuild the FAISS files from SQLite, choosing structure for the current size."""
+        with WriteLock(self.folder, self.wait):
+            if index_type is not None:
+                self.store.set_manifest(ann_type=index_type)
+            ann_config = self._effective_ann()
+            for table in TABLES:
+                params = choose_params(ann_config, self.store.count(table))
+                self._ann[table] = self._build_ann(table, params)
+            self._save_ann()
+        return self.stats()
+
+    def _prepare_write(self) -> None:
+        """Record model and structure on first write; refuse a mismatched model."""
+        manifest = self.store.manifest()
+        if "model" in manifest:
+            self.check_model(self.config.model.name)
+            for table in TABLES:
+                self.ann(table)
+            return
+        info = self.embedder.info
+        chunking = self.config.chunking
+        if chunking.mode == "naive" and chunking.size > info.window_tokens - 2:
+            raise ConfigError(f"chunking.size {chunking.size} does not fit the model window "
+                              f"({info.window_tokens} tokens) in naive mode")
+        self.store.set_manifest(model=info.as_dict(), chunking=dataclasses.asdict(chunking),
+                                ann_type=self.config.ann.type)
+        # Load (or rebuild) the FAISS caches before the first commit, so the writer's in-memory
+        # indexes and SQLite move in step from here on.
+        for table in TABLES:
+            self.ann(table)
+
+    def _ingest(self, paths: list[Path], existing: dict, report: IngestReport, max_bytes: int,
+                show_progress: bool) -> None:
+        bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
+                   desc="indexing", dynamic_ncols=True)
+        batch: list[Document] = []
+        step = self.config.ingest.commit_every
+        with bar:
+            for path in paths:
+                doc = read_document(path, max_bytes)
+                if isinstance(doc, Skipped):
+                    report.skipped.append(doc)
+                    bar.update(1)
+                    continue
+                batch.append(doc)
+                if len(batch) >= step:
+                    self._embed_and_store(batch, existing, report, bar=bar)
+                    batch = []
+            if batch:
+                self._embed_and_store(batch, existing, report, bar=bar)
+
+    def _embed_and_store(self, docs: list[Document], existing: dict, report: IngestReport,
+                         show_progress: bool = False, bar: tqdm | None = None) -> None:
+        if not docs:
+            return
+        embedder = self.embedder
+        tokens = [embedder.tokenize(d.text) for d in docs]
+        keep = [i for i, t in enumerate(tokens) if len(t)]
+        for i in sorted(set(range(len(docs))) - set(keep)):
+            report.skipped.append(Skipped(docs[i].path or docs[i].key, "no tokens"))
+        docs, tokens = [docs[i] for i in keep], [tokens[i] for i in keep]
+        started = time.perf_counter()
+
+        fed = 0
+
+        def progress(n: int) -> None:
+            nonlocal fed
+            fed += n
+            if bar is not None:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(f"{fed / max(elapsed, 1e-9):,.0f} tok/s fed", refresh=True)
+
+        for start in range(0, len(docs), self.config.ingest.commit_every):
+            part = slice(start, start + self.config.ingest.commit_every)
+            embedded = embed_documents(embedder, docs[part], self.chunking, progress, tokens[part])
+            old_ids = [existing[d.key][0] for d in docs[part] if d.key in existing]
+            with self.store.transaction():
+                old_chunks = self.store.delete(old_ids)
+                new = [self.store.insert(item) for item in embedded]
+            self._apply_to_ann(old_ids, old_chunks, new, embedded)
+            report.tokens += sum(e.n_tokens for e in embedded)
+            for d in docs[part]:
+                if d.key in existing:
+                    report.updated += 1
+                else:
+                    report.added += 1
+            if bar is not None:
+                bar.update(len(embedded))
+        report.seconds += time.perf_counter() - started
+
+    def _apply_to_ann(self, old_ids, old_chunks, new, embedded) -> None:
+        docs_ann, chunks_ann = self.ann_stale_ok("documents"), self.ann_stale_ok("chunks")
+        docs_ann.remove(np.asarray(old_ids, dtype=np.int64))
+        chunks_ann.remove(np.asarray(old_chunks, dtype=np.int64))
+        if new:
+            docs_ann.add(np.asarray([i for i, _ in new]), np.stack([e.vector for e in embedded]))
+            chunk_ids = [c for _, cids in new for c in cids]
+            if chunk_ids:
+                chunks_ann.add(np.asarray(chunk_ids),
+                               np.stack([c.vector for e in embedded for c in e.chunks]))
+        generation = self.store.generation
+        for table in TABLES:
+            self._ann_generation[table] = generation
+
+    def ann_stale_ok(self, table: str) -> VectorIndex:
+        """The in-memory index a writer keeps in step with its own commits."""
+        if table not in self._ann:
+            return self.ann(table)
+        return self._ann[table]
+
+    def _remove_ids(self, doc_ids: list[int]) -> None:
+        with self.store.transaction():
+            chunk_ids = self.store.delete(doc_ids)
+        self._apply_to_ann(doc_ids, chunk_ids, [], [])
+
+    def _finish_write(self) -> None:
+        self._resize_ann()
+        self._save_ann()
+
+    # -- searching ------------------------------------------------------------------------
+
+    def search(self, query: str, k: int | None = None, rerank: str | None = None,
+               chunks: bool = False) -> list[Hit]:
+        """Rank documents (or passages with ``chunks=True``) for a query.
+
+        Args:
+            query: the question or keywords.
+            k: number of results (default ``search.k``).
+            rerank: ``"late"`` rescores the top ``search.rerank_depth`` documents with their best
+                chunk; ``"none"`` ranks by document vector alone (default ``search.rerank``).
+            chunks: return passages straight from the chunk index, not documents.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("the query is empty")
+        k = k or self.config.search.k
+        rerank = rerank or self.config.search.rerank
+        if self.store.count("documents") == 0:
+            return []
+        qvec = self.embedder.encode_queries([query])[0]
+        if chunks:
+            return self._search_chunks(qvec, k)
+        depth = max(k, self.config.search.rerank_depth) if rerank == "late" else k
+        doc_scores = self._dense_docs(qvec, depth)
+        return self._finish_hits(qvec, doc_scores, k, rerank)
+
+    def _dense_docs(self, qvec: np.ndarray, n: int) -> dict[int, float]:
+        """Top-``n`` live documents by document vector: ``id → cosine``."""
+        return self._ann_top("documents", qvec, n)
+
+    def _ann_top(self, table: str, qvec: np.ndarray, n: int) -> dict[int, float]:
+        index = self.ann(table)
+        live = self.store.count(table)
+        # HNSW keeps removed ids as tombstones: ask for enough extra to still fill n.
+        fetch = n + max(0, index.ntotal - live)
+        scores, ids = index.search(qvec, fetch, nprobe=self.config.ann.nprobe,
+                                   ef_search=self.config.ann.ef_search)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        if index.ntotal != live:
+            rows = self.store.documents([i for i, _ in pairs]) if table == "documents" else \
+                self.store.chunks([i for i, _ in pairs])
+            pairs = [(i, s) for i, s in pairs if i in rows]
+        return dict(pairs[:n])
+
+    def _finish_hits(self, qvec: np.ndarray, doc_scores: dict[int, float], k: int,
+                     rerank: str, extra: Mapping[int, dict[str, float]] | None = None) -> list[Hit]:
+        ids = list(doc_scores)
+        rows_c, vecs_c = self.store.chunks_of(ids, qvec.shape[0])
+        best = ranking.best_chunks(qvec, rows_c, vecs_c)
+        if rerank == "late":
+            final = ranking.late_rerank(doc_scores, {d: s for d, (s, _) in best.items()},
+                                        self.config.search.chunk_weight)
+        else:
+            final = dict(doc_scores)
+        order = sorted(final, key=lambda i: -final[i])[:k]
+        rows = self.store.documents(order)
+        hits = []
+        for rank, doc_id in enumerate(order, 1):
+            row = rows[doc_id]
+            passage = None
+            if doc_id in best:
+                score, chunk = best[doc_id]
+                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
+                                  chunk.char_end, score, chunk.id)
+            scores = {"dense": doc_scores.get(doc_id, float("nan"))}
+            if doc_id in best:
+                scores["chunk"] = best[doc_id][0]
+            scores.update((extra or {}).get(doc_id, {}))
+            hits.append(Hit(rank=rank, score=final[doc_id], key=row.key, title=row.title,
+                            path=row.path, doc_id=doc_id, metadata=row.metadata,
+                            snippet=ranking.snippet(passage.text if passage else row.text,
+                                                    self.config.search.snippet_words),
+                            passage=passage, scores=scores))
+        return hits
+
+    def _search_chunks(self, qvec: np.ndarray, k: int) -> list[Hit]:
+        top = self._ann_top("chunks", qvec, k)
+        chunks = self.store.chunks(list(top))
+        rows = self.store.documents({c.doc_id for c in chunks.values()})
+        hits = []
+        for rank, (chunk_id, score) in enumerate(sorted(top.items(), key=lambda x: -x[1]), 1):
+            chunk = chunks[chunk_id]
+            row = rows[chunk.doc_id]
+            text = row.text[chunk.char_start:chunk.char_end]
+            hits.append(Hit(rank=rank, score=score, key=row.key, title=row.title, path=row.path,
+                            doc_id=row.id, metadata=row.metadata,
+                            snippet=ranking.snippet(text, self.config.search.snippet_words),
+                            passage=Passage(text, chunk.char_start, chunk.char_end, score, chunk_id),
+                            scores={"chunk": score}))
+        return hits
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Model, counts, index structure and sizes on disk."""
+        manifest = self.store.manifest()
+        files = {p.name: p.stat().st_size for p in sorted(self.folder.iterdir()) if p.is_file()}
+        tokens = self.store.db.execute("SELECT coalesce(sum(n_tokens), 0) FROM documents").fetchone()[0]
+        return {
+            "index": str(self.folder),
+            "model": manifest.get("model"),
+            "chunking": manifest.get("chunking"),
+            "documents": self.store.count("documents"),
+            "chunks": self.store.count("chunks"),
+            "tokens": int(tokens),
+            "ann_type": manifest.get("ann_type"),
+            "ann": {t: manifest.get(f"ann_{t}") for t in TABLES},
+            "search": {"nprobe": self.config.ann.nprobe, "ef_search": self.config.ann.ef_search},
+            "schema_version": manifest.get("schema_version"),
+            "generation": manifest.get("generation"),
+            "files": files,
+            "bytes_on_disk": sum(files.values()),
+        }
+
+
+def _needs_rebuild(have: AnnParams, want: AnnParams) -> bool:
+    if have.kind != want.kind:
+        return True
+    if have.kind == "ivf":
+        return not (want.nlist / 2 <= (have.nlist or 1) <= want.nlist * 2)
+    return False
+
+
+def _file_hash_matches(path: Path, stored_hash: str) -> bool:
+    try:
+        return content_hash(path.read_bytes()) == stored_hash
+    except OSError:
+        # Unreadable now: keep the stored entry rather than lose it; read_document reports it.
+        return False
+
+
+def _record(record: Any) -> Document:
+    if isinstance(record, Document):
+        return record
+    if isinstance(record, Mapping):
+        return record_document(record.get("id"), record.get("text"), record.get("metadata"),
+                               record.get("title"))
+    if isinstance(record, (tuple, list)) and len(record) in (2, 3):
+        return record_document(*record)
+    raise InputError(f"a record must be (id, text[, metadata]) or a mapping, got {type(record).__name__}")

@@ -1,0 +1,238 @@
+"""The ``searchkit`` command: a thin layer over :mod:`searchkit.api`.
+
+Every command loads the configuration (flag > environment > config file > default), calls the
+API, and prints. Library errors become one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from .api import SearchIndex
+from .config import all_keys, env_var, load_config
+from .errors import SearchkitError
+
+log = logging.getLogger("searchkit")
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("searchkit: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.ERROR if quiet else logging.INFO)
+    log.propagate = False
+    # Library chatter (weight loading bars, deprecation notes) is not for end users.
+    for name in ("sentence_transformers", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn searchkit's own exceptions into one line and a non-zero exit."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SearchkitError as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper
+
+
+def common_options(fn: Callable) -> Callable:
+    """Options every command shares: the index folder, config file and generic overrides."""
+    options = [
+        click.option("--index", "index_dir", metavar="DIR", default=None,
+                     help=f"Index folder (setting `index`, env {env_var('index')}; default .searchkit)."),
+        click.option("--config", "config_file", metavar="FILE", default=None,
+                     help="YAML config file (default: $SEARCHKIT_CONFIG, else ./config.yaml if present)."),
+        click.option("--set", "settings", metavar="KEY=VALUE", multiple=True,
+                     help="Override any setting, e.g. --set search.rerank_depth=100 (repeatable)."),
+        click.option("-q", "--quiet", is_flag=True, help="Only print results and errors."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_config(index_dir: str | None, config_file: str | None, settings: tuple[str, ...],
+                 **flags: Any):
+    overrides: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        if key.strip() not in all_keys():
+            raise click.BadParameter(f"unknown setting {key.strip()!r}", param_hint="--set")
+        overrides[key.strip()] = value
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if index_dir is not None:
+        overrides["index"] = index_dir
+    return load_config(config_file, overrides=overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="searchkit")
+def main() -> None:
+    """searchkit: semantic search for long documents.
+
+    Index folders of .txt, .md, .rst and .html files, then query them by meaning. Settings come
+    from flags, SEARCHKIT_* environment variables, then config.yaml.
+    """
+
+
+@main.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@common_options
+@click.option("--model", default=None, help="Embedding model: hub name, local folder or all-MiniLM-L6-v2.")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None,
+              help="FAISS index type for a new index (setting ann.type).")
+@click.option("--chunking", type=click.Choice(["late", "naive", "none"]), default=None,
+              help="How chunk vectors are made for a new index (setting chunking.mode).")
+@click.option("--chunk-size", type=int, default=None, help="Tokens per chunk (setting chunking.size).")
+@click.option("--batch-tokens", type=int, default=None,
+              help="Token budget of one model batch (setting model.batch_tokens).")
+@click.option("--wait", type=float, default=None, metavar="SECONDS",
+              help="Wait this long for another writer instead of failing.")
+@handle_errors
+def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type, chunking,
+              chunk_size, batch_tokens, wait):
+    """Index files and folders (recursively), incrementally.
+
+    Unchanged files are skipped by content hash, changed ones re-embedded, and files gone from
+    the given folders removed.
+    """
+    _setup_logging(quiet)
+    config = build_config(index_dir, config_file, settings, **{
+        "model.name": model, "ann.type": index_type, "chunking.mode": chunking,
+        "chunking.size": chunk_size, "model.batch_tokens": batch_tokens})
+    with SearchIndex.open(config=config, create=True, wait=wait) as ix:
+        report = ix.add_paths(list(paths), show_progress=not quiet and sys.stderr.isatty())
+        if not quiet:
+            for skipped in report.skipped:
+                click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+        click.echo(report.summary())
+
+
+@main.command("query")
+@click.argument("text")
+@common_options
+@click.option("-k", "k", type=int, default=None, help="Number of results (setting search.k).")
+@click.option("--rerank", type=click.Choice(["none", "late"]), default=None,
+              help="late: rescore the top documents with their best late chunk (setting search.rerank).")
+@click.option("--chunks", is_flag=True, help="Return passages from the chunk index instead of documents.")
+@click.option("--model", default=None, help="Refuse to run unless the index was built with this model.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@handle_errors
+def query_cmd(text, index_dir, config_file, settings, quiet, k, rerank, chunks, model, as_json):
+    """Search the index for TEXT."""
+    _setup_logging(quiet)
+    config = build_config(index_dir, config_file, settings, **{"search.k": k, "search.rerank": rerank})
+    with SearchIndex.open(config=config) as ix:
+        if model:
+            ix.check_model(model)
+        hits = ix.search(text, rerank=rerank, chunks=chunks)
+        if as_json:
+            click.echo(json.dumps({"query": text, "index": str(ix.folder),
+                                   "model": ix.model_info.name if ix.model_info else None,
+                                   "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
+            return
+        if not hits:
+            click.echo("no results")
+        for hit in hits:
+            where = _shown_path(hit.path) if hit.path else hit.key
+            click.echo(f"{hit.rank:>2}. {hit.score:.3f}  {where}  —  {hit.title}")
+            click.echo(f"    {hit.snippet}")
+
+
+def _shown_path(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("..") else path
+    except ValueError:
+        return path
+
+
+@main.command("info")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def info_cmd(index_dir, config_file, settings, quiet, as_json):
+    """Show the index: model, sizes, index structure and files."""
+    _setup_logging(quiet)
+    config = build_config(index_dir, config_file, settings)
+    with SearchIndex.open(config=config) as ix:
+        stats = ix.stats()
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    model = stats["model"] or {}
+    lines = [
+        ("index", stats["index"]),
+        ("model", model.get("name", "(none yet)")),
+        ("dimension", model.get("dimension")),
+        ("max tokens", model.get("max_tokens")),
+        ("window / overlap", f"{model.get('window_tokens')} / {model.get('window_overlap')} tokens"),
+        ("chunking", _fmt(stats["chunking"])),
+        ("documents", stats["documents"]),
+        ("chunks", stats["chunks"]),
+        ("tokens", f"{stats['tokens']:,}"),
+        ("index type", stats["ann_type"]),
+        ("documents index", _fmt(stats["ann"]["documents"])),
+        ("chunks index", _fmt(stats["ann"]["chunks"])),
+        ("search params", _fmt(stats["search"])),
+        ("on disk", f"{stats['bytes_on_disk'] / 1e6:.1f} MB "
+                    f"({', '.join(f'{n} {s / 1e6:.1f} MB' for n, s in stats['files'].items())})"),
+        ("schema / generation", f"{stats['schema_version']} / {stats['generation']}"),
+    ]
+    for name, value in lines:
+        click.echo(f"{name:>20}: {value}")
+
+
+def _fmt(data: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (data or {}).items()) or "-"
+
+
+@main.command("remove")
+@click.argument("keys", nargs=-1, required=True)
+@common_options
+@click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
+@handle_errors
+def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
+    """Remove documents by path or record id."""
+    _setup_logging(quiet)
+    config = build_config(index_dir, config_file, settings)
+    with SearchIndex.open(config=config, wait=wait) as ix:
+        n = ix.remove(list(keys))
+    click.echo(f"removed {n}")
+
+
+@main.command("rebuild")
+@common_options
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None,
+              help="Switch the FAISS index type while rebuilding.")
+@click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
+@handle_errors
+def rebuild_cmd(index_dir, config_file, settings, quiet, index_type, wait):
+    """Rebuild the FAISS files from the vectors in SQLite."""
+    _setup_logging(quiet)
+    config = build_config(index_dir, config_file, settings)
+    with SearchIndex.open(config=config, wait=wait) as ix:
+        stats = ix.rebuild(index_type)
+    click.echo(f"rebuilt: documents {_fmt(stats['ann']['documents'])}; chunks {_fmt(stats['ann']['chunks'])}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,285 @@
+"""Configuration: one frozen dataclass tree.
+
+Precedence, highest first: command-line flag > environment variable > config file > built-in
+default. Every field has a dotted key (``model.name``) and an environment variable
+(``SEARCHKIT_MODEL_NAME``); top-level fields drop the section (``index`` → ``SEARCHKIT_INDEX``).
+The shipped ``config.yaml`` documents every field and holds exactly the built-in defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+ENV_PREFIX = "SEARCHKIT_"
+CONFIG_ENV = "SEARCHKIT_CONFIG"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The embedding model and how documents are fed to it."""
+
+    name: str = "jinaai/jina-embeddings-v2-small-en"
+    fallback: bool = True
+    fallback_name: str = "sentence-transformers/all-MiniLM-L6-v2"
+    device: str = "cpu"
+    window_tokens: int | None = None
+    window_overlap: int = 64
+    batch_tokens: int = 8192
+    trust_remote_code: bool = False
+    network_timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    """How documents are cut into passages (on tokens, never on characters)."""
+
+    mode: str = "late"
+    strategy: str = "fixed"
+    size: int = 256
+
+
+@dataclass(frozen=True)
+class AnnConfig:
+    """The FAISS index over the vectors kept in SQLite."""
+
+    type: str = "auto"
+    auto_flat_max: int = 50_000
+    nlist: int | None = None
+    nprobe: int = 16
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 64
+    compact_ratio: float = 0.2
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Which files are read and how often progress is committed."""
+
+    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm")
+    max_file_mb: float = 20.0
+    commit_every: int = 16
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Query-time defaults."""
+
+    k: int = 10
+    mode: str = "dense"
+    rerank: str = "none"
+    rerank_depth: int = 50
+    chunk_weight: float = 0.7
+    rrf_k: int = 60
+    snippet_words: int = 40
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Build one with :func:`load_config`."""
+
+    index: str = ".searchkit"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    ann: AnnConfig = field(default_factory=AnnConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
+# Settings whose value must be one of a few words; checked after every merge.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.device": ("cpu", "cuda", "mps", "auto"),
+    "chunking.mode": ("late", "naive", "none"),
+    "chunking.strategy": ("fixed", "sentence"),
+    "ann.type": ("auto", "flat", "ivf", "hnsw"),
+    "search.mode": ("dense", "keyword", "hybrid"),
+    "search.rerank": ("none", "late"),
+}
+
+POSITIVE = {
+    "model.window_tokens", "model.batch_tokens", "model.network_timeout", "chunking.size",
+    "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
+    "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
+    "search.rerank_depth", "search.rrf_k", "search.snippet_words",
+}
+UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight"}
+
+
+def env_var(key: str) -> str:
+    """The environment variable that overrides a dotted key: ``model.name`` → ``SEARCHKIT_MODEL_NAME``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def _fields(cls: type) -> dict[str, tuple[Any, dataclasses.Field]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], f) for f in dataclasses.fields(cls)}
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Every dotted key of the tree with its type annotation."""
+    keys: dict[str, Any] = {}
+    for name, (hint, _) in _fields(cls).items():
+        if dataclasses.is_dataclass(hint):
+            keys.update(all_keys(hint, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = hint
+    return keys
+
+
+def _coerce(key: str, hint: Any, value: Any, source: str) -> Any:
+    """Turn a YAML or string value into the field's type, or raise ConfigError naming the key."""
+    if isinstance(value, str) and source != "config file":
+        # Environment variables and flags arrive as strings; YAML gives them their scalar type.
+        value = yaml.safe_load(value) if value.strip() else None
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args and (
+        typing.get_origin(hint) in (typing.Union, types.UnionType)) else hint
+    bad = ConfigError(f"{key} ({source}): expected {_type_name(hint)}, got {value!r}")
+    if value is None:
+        if optional:
+            return None
+        raise bad
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if base is str:
+        if isinstance(value, (dict, list)):
+            raise bad
+        return str(value)
+    if typing.get_origin(base) is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad
+        return tuple(value)
+    raise bad  # pragma: no cover - every annotation above is handled
+
+
+def _type_name(hint: Any) -> str:
+    text = getattr(hint, "__name__", None) or str(hint)
+    return text.replace("typing.", "").replace("NoneType", "null")
+
+
+def _validate(key: str, value: Any, source: str) -> None:
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key} ({source}): must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if key in POSITIVE and value is not None and value <= 0:
+        raise ConfigError(f"{key} ({source}): must be greater than 0, got {value!r}")
+    if key in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key} ({source}): must be between 0 and 1, got {value!r}")
+    if key == "model.window_overlap" and value < 0:
+        raise ConfigError(f"{key} ({source}): must be 0 or more, got {value!r}")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    kwargs = {}
+    for name, (hint, _) in _fields(cls).items():
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, values, f"{prefix}{name}.")
+        elif f"{prefix}{name}" in values:
+            kwargs[name] = values[f"{prefix}{name}"]
+    return cls(**kwargs)
+
+
+def find_config_file(explicit: str | os.PathLike | None = None,
+                     environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file to read: the one given, else ``$SEARCHKIT_CONFIG``, else ``./config.yaml``."""
+    environ = os.environ if environ is None else environ
+    if explicit is not None:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    local = Path("config.yaml")
+    return local if local.is_file() else None
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None,
+                discover: bool = True) -> Config:
+    """Build the configuration from defaults, a YAML file, the environment and overrides.
+
+    Args:
+        path: YAML file to read. ``None`` looks for ``$SEARCHKIT_CONFIG`` then ``./config.yaml``
+            when ``discover`` is true.
+        overrides: dotted keys to values (from command-line flags); ``None`` values are ignored.
+        environ: environment to read ``SEARCHKIT_*`` variables from (default ``os.environ``).
+        discover: whether to look for a config file when ``path`` is ``None``.
+
+    Raises:
+        ConfigError: a file is missing or malformed, a key is unknown, or a value is invalid.
+    """
+    environ = os.environ if environ is None else environ
+    keys = all_keys()
+    merged: dict[str, Any] = {}
+    sources: list[tuple[str, dict[str, Any]]] = []
+
+    file = find_config_file(path, environ) if (path is not None or discover) else None
+    if file is not None:
+        sources.append(("config file", _read_yaml(file)))
+    sources.append(("environment", {
+        key: environ[env_var(key)] for key in keys if env_var(key) in environ}))
+    sources.append(("flag", {k: v for k, v in (overrides or {}).items() if v is not None}))
+
+    for source, values in sources:
+        where = f"{file}" if source == "config file" else source
+        for key, raw in values.items():
+            if key not in keys:
+                raise ConfigError(f"unknown setting {key!r} ({where}); known settings are listed in config.yaml")
+            value = _coerce(key, keys[key], raw, source if source != "config file" else "config file")
+            _validate(key, value, where)
+            merged[key] = value
+    return _build(Config, merged)
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {file} cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {file} is not valid YAML: {exc}".splitlines()[0]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must hold a mapping of settings, not {type(data).__name__}")
+    return _flatten(data)
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """The configuration as nested plain data (for ``info`` and JSON output)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,210 @@
+"""Files → Document records: walking folders, reading text, extracting HTML, hashing.
+
+Nothing here knows about models or storage. A file that cannot be used becomes a
+:class:`Skipped` with a one-line reason instead of an exception, so one bad file never stops
+a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import yaml
+from bs4 import BeautifulSoup
+
+from .errors import InputError
+
+BINARY_SNIFF_BYTES = 8192
+# Elements whose text is never document content.
+HTML_DROP = ("script", "style", "noscript", "template", "svg", "head")
+HTML_BLOCKS = ("p", "div", "section", "article", "li", "tr", "pre", "blockquote",
+               "h1", "h2", "h3", "h4", "h5", "h6", "br", "td", "th", "dd", "dt")
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+RST_TITLE = re.compile(r"^(?P<title>[^\n]+)\n(?P<rule>[=\-~^\"'`#*+]{3,})[ \t]*$", re.M)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document ready to embed.
+
+    ``key`` identifies the document in the index: the absolute path for files, the caller's
+    id for records. ``text`` is what gets embedded and searched.
+    """
+
+    key: str
+    text: str
+    title: str
+    kind: str
+    content_hash: str
+    path: str | None = None
+    size: int = 0
+    mtime: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path that was not ingested, and why."""
+
+    path: str
+    reason: str
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def iter_files(paths: Iterable[str | os.PathLike], extensions: Iterable[str]) -> Iterator[Path | Skipped]:
+    """Walk ``paths`` recursively, yielding candidate files or the reason one is passed over.
+
+    Hidden files and folders are skipped (and reported), symlinked folders are not followed
+    (which also rules out symlink loops), and files with other extensions are reported as
+    unsupported.
+
+    Raises:
+        InputError: a given path does not exist.
+    """
+    wanted = {e.lower() for e in extensions}
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise InputError(f"{root}: no such file or folder")
+        if root.is_file():
+            yield root
+            continue
+        for folder, dirnames, filenames in os.walk(root, onerror=None, followlinks=False):
+            hidden = sorted(d for d in dirnames if d.startswith("."))
+            for name in hidden:
+                yield Skipped(str(Path(folder, name)), "hidden folder")
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(folder, name)
+                if name.startswith("."):
+                    yield Skipped(str(path), "hidden file")
+                elif path.suffix.lower() not in wanted:
+                    yield Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}")
+                else:
+                    yield path
+
+
+def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Document | Skipped:
+    """Read one file into a Document, or say why it cannot be used."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        stat = path.stat()
+        if max_bytes is not None and stat.st_size > max_bytes:
+            return Skipped(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Skipped(shown, "vanished before it could be read")
+    except PermissionError:
+        return Skipped(shown, "permission denied")
+    except OSError as exc:
+        return Skipped(shown, f"cannot be read: {exc.strerror or exc}")
+    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+        return Skipped(shown, "binary file")
+    try:
+        raw = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return Skipped(shown, f"not valid UTF-8 (byte {exc.start})")
+    kind = path.suffix.lower().lstrip(".")
+    kind = {"htm": "html", "markdown": "md"}.get(kind, kind)
+    text, title, metadata = parse_text(raw, kind)
+    if not text.strip():
+        return Skipped(shown, "no text")
+    return Document(
+        key=str(path.absolute()),
+        text=text,
+        title=title or path.stem,
+        kind=kind,
+        content_hash=content_hash(data),
+        path=str(path.absolute()),
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+        metadata=metadata,
+    )
+
+
+def parse_text(raw: str, kind: str) -> tuple[str, str | None, dict[str, Any]]:
+    """Extract (text, title, metadata) from a file's decoded content by its kind."""
+    if kind == "html":
+        return (*html_to_text(raw), {})
+    metadata: dict[str, Any] = {}
+    text = raw
+    if kind == "md":
+        metadata, text = split_front_matter(raw)
+    title = metadata.get("title") if isinstance(metadata.get("title"), str) else None
+    if title is None and kind == "md":
+        match = MD_HEADING.search(text)
+        title = match.group(1).strip() if match else None
+    if title is None and kind == "rst":
+        match = RST_TITLE.search(text)
+        title = match.group("title").strip() if match else None
+    return text, title, metadata
+
+
+def split_front_matter(raw: str) -> tuple[dict[str, Any], str]:
+    """Split a leading YAML front-matter block off Markdown text.
+
+    A block that is not a YAML mapping is left in the text: it was not front matter.
+    """
+    match = FRONT_MATTER.match(raw)
+    if not match:
+        return {}, raw
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}, raw
+    if not isinstance(data, dict):
+        return {}, raw
+    # Keep only JSON-friendly scalar values: they are stored as JSON and filtered on.
+    clean = {str(k): _plain(v) for k, v in data.items()}
+    return clean, raw[match.end():]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)  # dates and other YAML types
+
+
+def html_to_text(raw: str) -> tuple[str, str | None]:
+    """Visible text of an HTML page, one block per line, and its title."""
+    soup = BeautifulSoup(raw, "html.parser")
+    title_tag = soup.find("title")
+    title = title_tag.get_text(" ", strip=True) if title_tag else None
+    for tag in soup.find_all(HTML_DROP):
+        tag.decompose()
+    if not title:
+        heading = soup.find(["h1", "h2"])
+        title = heading.get_text(" ", strip=True) if heading else None
+    for tag in soup.find_all(HTML_BLOCKS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
+    text = "\n".join(line for line in lines if line)
+    return text, title or None
+
+
+def record_document(key: str, text: str, metadata: dict[str, Any] | None = None,
+                    title: str | None = None) -> Document:
+    """A Document from caller-supplied text (the API's ``add_records``)."""
+    if not isinstance(key, str) or not key:
+        raise InputError(f"record id must be a non-empty string, got {key!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"record {key!r}: text is empty")
+    data = text.encode("utf-8")
+    return Document(key=key, text=text, title=title or key, kind="record",
+                    content_hash=content_hash(data), size=len(data),
+                    metadata=dict(metadata or {}))

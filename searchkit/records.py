@@ -1,0 +1,74 @@
+"""The small records that flow between ingest, storage and search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .documents import Document
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a document: its token span, character span and vector."""
+
+    ordinal: int
+    tok_start: int
+    tok_end: int
+    char_start: int
+    char_end: int
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class EmbeddedDocument:
+    """A document with its whole-document vector and chunk vectors, ready to store."""
+
+    document: Document
+    n_tokens: int
+    vector: np.ndarray
+    chunks: tuple[Chunk, ...] = ()
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The best-matching passage of a hit: its text and character offsets in the document."""
+
+    text: str
+    char_start: int
+    char_end: int
+    score: float
+    chunk_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    rank: int
+    score: float
+    key: str
+    title: str
+    path: str | None
+    snippet: str
+    doc_id: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    passage: Passage | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data with stable field names (the CLI's ``--json``)."""
+        data = {
+            "rank": self.rank, "score": round(float(self.score), 6), "key": self.key,
+            "path": self.path, "title": self.title, "snippet": self.snippet,
+            "doc_id": self.doc_id, "metadata": self.metadata,
+            "scores": {k: round(float(v), 6) for k, v in self.scores.items()},
+            "passage": None,
+        }
+        if self.passage is not None:
+            data["passage"] = {"text": self.passage.text, "char_start": self.passage.char_start,
+                               "char_end": self.passage.char_end,
+                               "score": round(float(self.passage.score), 6)}
+        return data

@@ -1,0 +1,64 @@
+"""Shared fixtures: the bundled offline model and tiny corpora built in code."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network: the bundled model is local and the hub is off.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from searchkit.config import Config, ModelConfig  # noqa: E402
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+TOPICS = {
+    "volcano.txt": (
+        "Volcanoes form where magma from the Earth's mantle reaches the surface. When pressure "
+        "builds in a magma chamber, an eruption throws ash, lava and gas into the air. Mount "
+        "Vesuvius buried Pompeii in the year 79. Lava flows can travel many kilometres before "
+        "they cool into basalt rock."),
+    "bread.md": (
+        "---\ntitle: Baking sourdough bread\ncuisine: french\nyear: 2021\n---\n"
+        "# Baking sourdough bread\n\nMix flour, water and salt with an active starter. Let the "
+        "dough rise overnight, shape the loaf, and bake it in a hot Dutch oven until the crust "
+        "is dark and crisp. Yeast and lactic bacteria give the bread its sour taste."),
+    "chess.html": (
+        "<html><head><title>Chess openings</title><style>.x{color:red}</style></head><body>"
+        "<h1>Chess openings</h1><p>The Sicilian Defence answers the king's pawn with c5.</p>"
+        "<p>Castling early protects the king, and controlling the centre squares gives the "
+        "pieces room to move.</p><script>var secretscriptword = 1;</script></body></html>"),
+    "orbit.rst": (
+        "Orbital mechanics\n=================\n\nA satellite stays in orbit because its forward "
+        "speed balances the pull of gravity. Rockets change orbit with engine burns; a Hohmann "
+        "transfer moves a spacecraft between two circular orbits with two burns."),
+}
+
+
+@pytest.fixture(scope="session")
+def minilm_config() -> Config:
+    return Config(model=ModelConfig(name=MINILM))
+
+
+@pytest.fixture
+def config(minilm_config: Config, tmp_path: Path) -> Config:
+    return dataclasses.replace(minilm_config, index=str(tmp_path / "ix"))
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name, text in TOPICS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedder(minilm_config: Config):
+    from searchkit.embedding.embedder import Embedder
+    return Embedder.load(minilm_config.model)

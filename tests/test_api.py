@@ -1,0 +1,208 @@
+"""The Python API end to end on the real offline model and a tiny corpus built in code."""
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchkit import SearchIndex
+from searchkit.config import AnnConfig, Config, ModelConfig
+from searchkit.errors import (IndexLockedError, InputError, ModelMismatchError, NotAnIndexError)
+from searchkit.locking import WriteLock
+
+QUERIES = {
+    "lava and eruptions from a mountain": "volcano.txt",
+    "how to make a loaf with a starter": "bread.md",
+    "which opening should I play against e4": "chess.html",
+    "moving a spacecraft to a higher orbit": "orbit.rst",
+}
+
+
+def names(hits):
+    return [os.path.basename(h.path) for h in hits]
+
+
+def test_index_then_query_ranks_the_right_document_first(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        report = ix.add_paths([corpus])
+        assert (report.added, report.updated, report.unchanged, report.removed) == (4, 0, 0, 0)
+        for query, expected in QUERIES.items():
+            hits = ix.search(query, k=4)
+            assert names(hits)[0] == expected, query
+            assert [h.rank for h in hits] == [1, 2, 3, 4]
+            assert hits[0].score >= hits[1].score
+        assert ix.stats()["documents"] == 4
+
+
+def test_html_script_text_is_not_indexed(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        text = ix.store.db.execute("SELECT text FROM documents WHERE kind = 'html'").fetchone()[0]
+    assert "secretscriptword" not in text and "Sicilian" in text
+
+
+def test_reindex_of_unchanged_folder_embeds_nothing(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        generation = ix.store.generation
+        again = ix.add_paths([corpus])
+    assert (again.added, again.updated, again.unchanged, again.tokens) == (0, 0, 4, 0)
+
+
+def test_changed_file_replaces_its_entry(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        (corpus / "volcano.txt").write_text("Tax law: deductions, income brackets and filing returns.")
+        report = ix.add_paths([corpus])
+        assert (report.added, report.updated, report.unchanged) == (0, 1, 3)
+        assert ix.stats()["documents"] == 4
+        assert names(ix.search("filing an income tax return", k=1)) == ["volcano.txt"]
+        assert "volcano.txt" not in names(ix.search("lava eruption", k=1))
+
+
+def test_deleted_file_disappears_from_results(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        (corpus / "chess.html").unlink()
+        report = ix.add_paths([corpus])
+        assert report.removed == 1
+        assert "chess.html" not in names(ix.search("chess openings and castling", k=10))
+        assert ix.stats()["documents"] == 3
+
+
+def test_records_can_be_added_searched_and_removed(config):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records([("a", "The cat sat on the warm windowsill."),
+                        {"id": "b", "text": "Interest rates rose at the central bank.",
+                         "metadata": {"topic": "finance"}}])
+        hits = ix.search("monetary policy", k=1)
+        assert hits[0].key == "b" and hits[0].metadata == {"topic": "finance"} and hits[0].path is None
+        assert ix.add_records([("a", "The cat sat on the warm windowsill.")]).unchanged == 1
+        assert ix.remove(["b"]) == 1
+        assert [h.key for h in ix.search("monetary policy", k=5)] == ["a"]
+
+
+def test_reopened_index_answers_with_the_recorded_model(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+    # A config naming another model (the default jina) must not matter for queries.
+    other = dataclasses.replace(config, model=ModelConfig(fallback=False))
+    with SearchIndex.open(config=other) as ix:
+        assert names(ix.search("volcanic ash", k=1)) == ["volcano.txt"]
+        assert ix.model_info.name == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_indexing_with_a_different_model_is_refused(config, corpus, tmp_path):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+    other = dataclasses.replace(config, model=ModelConfig(name=str(tmp_path)))
+    with SearchIndex.open(config=other) as ix:
+        with pytest.raises(ModelMismatchError, match="all-MiniLM-L6-v2") as info:
+            ix.add_paths([corpus])
+        assert str(tmp_path) in str(info.value)
+        with pytest.raises(ModelMismatchError):
+            ix.check_model("jinaai/jina-embeddings-v2-small-en")
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_every_index_type_returns_the_same_top_hit_as_flat(minilm_config, tmp_path, kind):
+    records = [(f"d{i}", f"Note {i}: " + text) for i, text in enumerate([
+        "volcanic eruptions and lava", "baking bread with yeast", "chess strategy and openings",
+        "satellite orbits and rockets", "the history of the roman empire", "jazz music and saxophones",
+        "football tactics and goals", "rainforests and biodiversity"] * 10)]
+    results = {}
+    for k in ("flat", kind):
+        config = dataclasses.replace(minilm_config, index=str(tmp_path / k), ann=AnnConfig(type=k, nprobe=4))
+        with SearchIndex.open(config=config, create=True) as ix:
+            ix.add_records(records)
+            assert ix.stats()["ann"]["documents"]["kind"] == k
+            results[k] = [ix.search(q, k=1)[0].key for q in
+                          ["magma", "sourdough", "checkmate", "spaceflight", "caesar", "improvised music"]]
+    assert results[kind] == results["flat"]
+
+
+def test_hnsw_removal_leaves_tombstones_that_queries_skip(minilm_config, tmp_path):
+    config = dataclasses.replace(minilm_config, index=str(tmp_path / "h"), ann=AnnConfig(type="hnsw"))
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records([("a", "volcano lava"), ("b", "volcanic eruption ash"), ("c", "bread")])
+        ix.remove(["a"])
+        assert ix.ann("documents").ntotal == 3       # tombstone kept in the graph
+        assert [h.key for h in ix.search("volcano", k=2)] == ["b", "c"]
+
+
+def test_missing_path_and_empty_folder_are_clear_errors(config, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with SearchIndex.open(config=config, create=True) as ix:
+        with pytest.raises(InputError, match="nope"):
+            ix.add_paths([tmp_path / "nope"])
+        with pytest.raises(InputError, match="no files to index"):
+            ix.add_paths([tmp_path / "empty"])
+
+
+def test_bad_files_are_skipped_and_nothing_indexed_is_lost(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        (corpus / "bin.txt").write_bytes(b"\x00\x01")
+        (corpus / "latin1.txt").write_bytes(b"caf\xe9")
+        report = ix.add_paths([corpus])
+        assert sorted(os.path.basename(s.path) for s in report.skipped) == ["bin.txt", "latin1.txt"]
+        assert report.unchanged == 4 and ix.stats()["documents"] == 4
+
+
+def test_unreadable_file_keeps_its_old_entry(config, corpus, monkeypatch):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        (corpus / "bread.md").write_text("changed, but now unreadable")
+        real = Path.read_bytes
+
+        def deny(self):
+            # chmod 000 does not stop root (and CI runs as root), so refuse the read here.
+            if self.name == "bread.md":
+                raise PermissionError(13, "Permission denied")
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", deny)
+        report = ix.add_paths([corpus])
+        assert any("permission" in s.reason for s in report.skipped)
+        assert ix.stats()["documents"] == 4
+
+
+def test_folder_that_is_not_an_index_is_refused(tmp_path, minilm_config):
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("hello")
+    with pytest.raises(NotAnIndexError, match="not a searchkit index"):
+        SearchIndex.open(tmp_path / "stuff", config=minilm_config)
+    with pytest.raises(NotAnIndexError, match="non-empty folder"):
+        SearchIndex.open(tmp_path / "stuff", config=minilm_config, create=True)
+
+
+def test_second_writer_is_refused_naming_the_holder(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        with WriteLock(ix.folder):
+            with pytest.raises(IndexLockedError, match=f"process {os.getpid()}"):
+                ix.add_paths([corpus])
+
+
+def test_stale_faiss_file_is_rebuilt_from_sqlite(config, corpus, caplog, monkeypatch):
+    # The CLI stops propagation to keep its own one-line format; caplog listens at the root.
+    monkeypatch.setattr(logging.getLogger("searchkit"), "propagate", True)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        folder = ix.folder
+    for path in folder.glob("*.faiss"):
+        path.unlink()
+    with SearchIndex.open(config=config) as ix:
+        assert names(ix.search("lava", k=1)) == ["volcano.txt"]
+    assert "rebuilt from SQLite" in caplog.text
+
+
+def test_document_vectors_are_normalised(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        ids, vectors = ix.store.vectors("documents", 384)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        _, chunk_vectors = ix.store.vectors("chunks", 384)
+        assert len(chunk_vectors) >= 4

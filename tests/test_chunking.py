@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from searchkit.chunking import char_range, covers_exactly, fixed_spans, sentence_spans
+
+
+@pytest.mark.parametrize("n, size", [(1, 4), (10, 4), (12, 4), (13, 4), (1000, 256), (255, 256)])
+def test_fixed_spans_tile_the_document(n, size):
+    spans = fixed_spans(n, size)
+    assert covers_exactly(spans, n)
+    assert all(b - a <= size * 1.5 for a, b in spans)
+
+
+def test_short_tail_joins_previous_span():
+    assert fixed_spans(9, 4) == [(0, 4), (4, 9)]
+    assert fixed_spans(10, 4) == [(0, 4), (4, 8), (8, 10)]
+
+
+def _word_offsets(text):
+    offsets, pos = [], 0
+    for word in text.split(" "):
+        offsets.append((pos, pos + len(word)))
+        pos += len(word) + 1
+    return np.array(offsets)
+
+
+def test_sentence_spans_end_on_sentence_boundaries():
+    text = "One two three. Four five. Six seven eight nine. Ten."
+    offsets = _word_offsets(text)
+    spans = sentence_spans(text, offsets, max_tokens=5)
+    assert covers_exactly(spans, len(offsets))
+    pieces = [text[slice(*char_range(offsets, s))] for s in spans]
+    assert pieces == ["One two three. Four five.", "Six seven eight nine. Ten."]
+
+
+def test_overlong_sentence_is_split_to_the_budget():
+    text = " ".join(f"w{i}" for i in range(12)) + "."
+    offsets = _word_offsets(text)
+    spans = sentence_spans(text, offsets, max_tokens=5)
+    assert covers_exactly(spans, 12)
+    assert max(b - a for a, b in spans) <= 5 * 1.5

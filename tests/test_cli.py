@@ -1,0 +1,107 @@
+"""The command line, through click's CliRunner, as the README uses it."""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from searchkit.cli import main
+
+MINILM = ["--set", "model.name=all-MiniLM-L6-v2"]
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no stray ./config.yaml, default index lands in tmp
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return invoke
+
+
+def test_index_query_info_round_trip(run, corpus, tmp_path):
+    ix = tmp_path / "ix"
+    result = run("index", corpus, "--index", ix, *MINILM)
+    assert result.exit_code == 0, result.output
+    assert "added 4, updated 0, unchanged 0, removed 0, skipped 0" in result.output
+
+    result = run("query", "volcanic eruption", "--index", ix, "-k", "2")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith(" 1. ") and "volcano.txt" in lines[0]
+    assert len([l for l in lines if l[:4].strip().endswith(".")]) == 2
+
+    result = run("query", "volcanic eruption", "--index", ix, "--json", "-k", "3")
+    data = json.loads(result.output)
+    assert data["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert [h["rank"] for h in data["hits"]] == [1, 2, 3]
+    assert set(data["hits"][0]) >= {"rank", "score", "path", "title", "snippet", "key", "passage"}
+    assert data["hits"][0]["path"].endswith("volcano.txt")
+
+    result = run("info", "--index", ix)
+    assert result.exit_code == 0
+    assert "all-MiniLM-L6-v2" in result.output and "documents: 4" in result.output
+    info = json.loads(run("info", "--index", ix, "--json").output)
+    assert info["model"]["dimension"] == 384 and info["documents"] == 4
+
+
+def test_rerun_reports_unchanged(run, corpus, tmp_path):
+    run("index", corpus, "--index", tmp_path / "ix", *MINILM)
+    result = run("index", corpus, "--index", tmp_path / "ix", *MINILM)
+    assert "added 0, updated 0, unchanged 4, removed 0" in result.output
+
+
+def test_skipped_files_get_one_line_each(run, corpus, tmp_path):
+    (corpus / "blob.txt").write_bytes(b"\x00\x00")
+    (corpus / ".secret.txt").write_text("x")
+    result = run("index", corpus, "--index", tmp_path / "ix", *MINILM)
+    assert result.exit_code == 0
+    assert f"skipped {corpus / 'blob.txt'}: binary file" in result.output
+    assert f"skipped {corpus / '.secret.txt'}: hidden file" in result.output
+
+
+def test_environment_variable_selects_the_index(run, corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEARCHKIT_INDEX", str(tmp_path / "envix"))
+    monkeypatch.setenv("SEARCHKIT_MODEL_NAME", "all-MiniLM-L6-v2")
+    assert run("index", corpus).exit_code == 0
+    assert (tmp_path / "envix" / "searchkit.db").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["index", "does-not-exist"], "does-not-exist: no such file or folder"),
+    (["query", "x", "--index", "nowhere"], "nowhere is not a searchkit index"),
+    (["index", ".", "--set", "search.k=zero"], "search.k (flag): expected int"),
+    (["index", ".", "--set", "nokey=1"], "unknown setting 'nokey'"),
+    (["query", "x", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
+])
+def test_bad_input_is_one_clear_line_and_nonzero_exit(run, args, message):
+    result = run(*args, *MINILM)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_model_mismatch_on_query_names_both(run, corpus, tmp_path):
+    run("index", corpus, "--index", tmp_path / "ix", *MINILM)
+    result = run("query", "x", "--index", tmp_path / "ix", "--model", "jinaai/jina-embeddings-v2-small-en")
+    assert result.exit_code == 1
+    assert "all-MiniLM-L6-v2" in result.output and "jina-embeddings-v2-small-en" in result.output
+
+
+def test_remove_and_rebuild(run, corpus, tmp_path):
+    ix = tmp_path / "ix"
+    run("index", corpus, "--index", ix, *MINILM)
+    assert "removed 1" in run("remove", str(corpus / "chess.html"), "--index", ix).output
+    result = run("rebuild", "--index", ix, "--index-type", "hnsw")
+    assert result.exit_code == 0 and "kind=hnsw" in result.output
+    data = json.loads(run("query", "chess", "--index", ix, "--json").output)
+    assert all(not h["path"].endswith("chess.html") for h in data["hits"])
+
+
+def test_every_command_has_help(run):
+    for name, command in main.commands.items():
+        assert command.help, name
+        result = run(name, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
