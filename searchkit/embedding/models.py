@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -73,11 +74,21 @@ def hub_reachable(timeout: float) -> bool:
         host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
     except Exception:  # noqa: BLE001
         return False
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    # The connect timeout does not cover name resolution, which can hang far longer offline;
+    # a daemon thread bounds the whole probe and never holds up interpreter exit.
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(result and result[0])
 
 
 def locate(name: str, network_timeout: float = 2.0, allow_download: bool = True) -> ModelSource:
