@@ -9,11 +9,16 @@ CI has no real weights, so tests write a checkpoint folder that looks exactly li
 - ``model.safetensors`` with the exact published key names (no ``bert.`` prefix);
 - a real BERT-uncased WordPiece tokenizer built in code (``tokenizer.json``, ``vocab.txt``,
   ``tokenizer_config.json``, ``special_tokens_map.json``) whose small vocabulary holds every
-  printable ASCII character, so any English text tokenizes without ``[UNK]``.
+  printable ASCII character, so any ASCII text (and accented Latin letters, which BERT uncased
+  strips) tokenizes without ``[UNK]``.
 
 Usage (the signature is stable; other test modules import it)::
 
-    from tests.jina_fixtures import write_tiny_jina_checkpoint
+    try:
+        from tests.jina_fixtures import write_tiny_jina_checkpoint
+    except ImportError:  # tests/ is no package and pytest put tests/ itself on sys.path
+        from jina_fixtures import write_tiny_jina_checkpoint
+
     folder = write_tiny_jina_checkpoint(tmp_path / "jina")          # hidden 64, 2 layers, 4 heads
     folder = write_tiny_jina_checkpoint(tmp_path / "j12", hidden=96, heads=12)
     folder = write_tiny_jina_checkpoint(tmp_path / "code", variant="code")  # base-code layout

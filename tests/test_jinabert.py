@@ -241,9 +241,9 @@ def test_sliced_equals_eager(tiny, model):
     model.block_elems = B * H * 48 * L
     assert model._block_rows(B, L, torch.device("cpu")) == 48  # 48-row blocks, the last one short
     model.block_elems = None
-    assert model._block_rows(1, 1500, torch.device("cpu")) < 1500  # the default budget slices here
+    assert model._block_rows(1, 2100, torch.device("cpu")) < 2100  # the default budget slices here
     _check_against_eager(tiny, model, [L, 211], block_elems=B * H * 48 * L)
-    _check_against_eager(tiny, model, [1500], atol=5e-5)
+    _check_against_eager(tiny, model, [2100], atol=5e-5)
 
 
 @pytest.mark.parametrize("left", [False, True])
@@ -284,6 +284,9 @@ def test_8192_tokens_run(model):
     ids = torch.randint(5, model.config.vocab_size, (1, 8192), generator=torch.Generator().manual_seed(0))
     out = model(ids, torch.ones_like(ids))
     assert out.shape == (1, 8192, 64) and torch.isfinite(out).all()
+    # sliced: the cached ALiBi template is a small fraction of one [H, L, L] score matrix
+    template = model._templates[next(k for k in model._templates if k[0] == 8192)]
+    assert template.numel() * 4 < 4 * 8192 * 8192
 
 
 def test_bfloat16(tiny, model):
@@ -305,6 +308,8 @@ def test_sentence_transformer_encode(st, model):
     enc = st.tokenizer(texts[0], return_tensors="pt")
     ref = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).mean(1)[0]
     assert torch.allclose(torch.from_numpy(emb[0]), ref, atol=1e-5)  # mean pooling, no normalisation
+    for text, vec in zip(texts, emb):  # batching (padding) changes nothing
+        assert torch.allclose(torch.from_numpy(st.encode([text])[0]), torch.from_numpy(vec), atol=1e-5)
 
 
 def test_sentence_transformer_first_module(st):
@@ -323,7 +328,15 @@ def test_max_seq_length(tiny):
     st.max_seq_length = 16
     assert st.max_seq_length == 16
     assert st.preprocess(["word " * 100])["input_ids"].shape == (1, 16)
-    assert st.encode(["word " * 100]).shape == (64,) or st.encode(["word " * 100]).shape == (1, 64)
+    assert st.encode(["word " * 100]).shape == (1, 64)
+
+
+def test_saved_module_loads_again(st, tmp_path):
+    st.save(str(tmp_path / "saved"))
+    assert is_jina_v2_folder(tmp_path / "saved")
+    again = build_sentence_transformer(tmp_path / "saved")
+    texts = ["a saved model gives the same vectors", "twice"]
+    assert torch.allclose(torch.from_numpy(st.encode(texts)), torch.from_numpy(again.encode(texts)))
 
 
 def test_fixture_is_deterministic():

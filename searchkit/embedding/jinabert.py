@@ -1,22 +1,19 @@
 """searchkit's own JinaBERT, the encoder of jina-embeddings-v2 (small-en, base-en).
 
-The published checkpoints only run in transformers through ``trust_remote_code``; this module
-runs them natively, loading ``model.safetensors`` (or ``pytorch_model.bin``) from a local folder and
-never executing anything that ships with the model.
-
-Architecture (post-LN BERT without position embeddings):
+The published checkpoints run in transformers only through ``trust_remote_code``; this module runs
+them natively from a local folder (``model.safetensors`` or ``pytorch_model.bin``) and never
+executes anything that ships with a model. Post-LN BERT without position embeddings:
 
     h = LayerNorm(word_emb[ids] + type_emb[tt])
-    per layer:
-        a = softmax(Q Kᵀ / √d_head + alibi + key_pad_mask) V      alibi[h,i,j] = -slope_h·|i-j|
-        h = LayerNorm(dense(a) + h)
-        g, u = split(gated_layers(h))                              # Linear D → 2I, no bias
-        h = LayerNorm(wo(gelu(g) · u) + h)                         # exact erf GELU on the first half
+    per layer:  a = softmax(Q Kᵀ/√d_head + alibi + key_pad) V        alibi[h,i,j] = -slope_h·|i-j|
+                h = LayerNorm(dense(a) + h)
+                g, u = split(gated_layers(h))                         Linear D → 2I, no bias
+                h = LayerNorm(wo(gelu(g) · u) + h)                    exact erf GELU, first half
 
-Attention runs through ``scaled_dot_product_attention`` with the ALiBi bias as ``attn_mask``. A
-[H, L, L] bias is never materialised for long inputs: queries are processed in blocks whose mask is
-a view into one cached template (built once per length), so peak memory at 8192 tokens stays a
-small fraction of an eager implementation's fp32 [H, L, L] scores.
+Attention runs through ``scaled_dot_product_attention`` with the ALiBi bias as ``attn_mask``. Long
+inputs never materialise an [H, L, L] bias: queries go in blocks whose mask is a view into one
+template built per length, and the feed-forward goes in token chunks, so a forward at 8192 tokens
+adds a small fraction of what an eager implementation's fp32 [H, L, L] scores take.
 """
 
 from __future__ import annotations
@@ -35,46 +32,41 @@ from torch import nn
 from searchkit.errors import ModelError, ModelNotFoundError, UnsupportedModelError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# Checkpoint keys that are not weights of the encoder: the unused BERT pooler, and index buffers
-# that older transformers versions saved alongside the weights.
+# Not encoder weights: the unused BERT pooler; index buffers older transformers saved with weights.
 _IGNORED_PREFIXES = ("pooler.",)
 _IGNORED_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids")
-# jina-embeddings-v2-base-code (jinaai/jina-bert-v2-qk-post-norm) differs: q/k layer norms, another
-# GLU layout (activation on the second half) and extra per-layer norms. Computing it with this code
-# would give wrong vectors, so it is recognised and refused.
+# jina-embeddings-v2-base-code (code: jinaai/jina-bert-v2-qk-post-norm) has q/k layer norms, extra
+# per-layer norms and another GLU layout: this code would give it wrong vectors, so it is refused.
 _CODE_VARIANT_KEYS = ("layer_norm_q", "layer_norm_k", "up_gated_layer", "down_layer", "layer_norm_1")
 _CODE_VARIANT_FLAGS = ("with_qk_norm", "qk_norm", "use_qk_norm", "qk_post_norm")
-_CODE_VARIANT_NAME = "qk-post-norm"
+_CODE_VARIANT = "the jina-embeddings-v2-base-code variant (q/k layer norms, other GLU layout)"
 
 
 def _refusal_reason(config: dict[str, Any]) -> str | None:
     """Why a config.json describes something this module must not run (None: it can run it)."""
-    pos = config.get("position_embedding_type")
+    pos, ff = config.get("position_embedding_type"), config.get("feed_forward_type")
     if pos != "alibi":
-        return f"position_embedding_type is {pos!r}, not 'alibi': not a jina-embeddings-v2 (JinaBERT) checkpoint"
-    ff = config.get("feed_forward_type")
+        return f"position_embedding_type is {pos!r}, not 'alibi': not a jina-embeddings-v2 (JinaBERT) model"
     if ff != "geglu":
-        return f"feed_forward_type is {ff!r}; only the 'geglu' feed-forward of jina-embeddings-v2 is supported"
+        return f"feed_forward_type is {ff!r}; only jina-embeddings-v2's 'geglu' is supported"
     for flag in _CODE_VARIANT_FLAGS:
         if config.get(flag):
-            return f"config sets {flag!r} (q/k layer norms of the jina-embeddings-v2-base-code variant)"
+            return f"config.json sets {flag!r}: {_CODE_VARIANT}"
     names = [config.get("_name_or_path")] + list((config.get("auto_map") or {}).values())
-    if any(isinstance(n, str) and _CODE_VARIANT_NAME in n for n in names):
-        return "it is the jina-embeddings-v2-base-code variant (jina-bert-v2-qk-post-norm: q/k layer norms, other GLU layout)"
+    if any(isinstance(n, str) and "qk-post-norm" in n for n in names):
+        return f"it is {_CODE_VARIANT}"
     return None
 
 
 def _key_refusal_reason(keys) -> str | None:
     found = sorted({m for k in keys for m in _CODE_VARIANT_KEYS if f".{m}." in f".{k}"})
-    if found:
-        return f"its weights have {', '.join(found)} (the jina-embeddings-v2-base-code layout with q/k layer norms)"
-    return None
+    return f"its weights have {', '.join(found)}: {_CODE_VARIANT}" if found else None
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
-    path = folder / "config.json"
     if not folder.is_dir():
         raise ModelNotFoundError(f"model folder {folder} does not exist")
+    path = folder / "config.json"
     if not path.is_file():
         raise ModelNotFoundError(f"{path} not found: a jina-embeddings-v2 folder needs config.json")
     try:
@@ -103,18 +95,17 @@ class JinaBertConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any], source: str = "config.json") -> JinaBertConfig:
-        """Read the fields from a config dict; refuse (``UnsupportedModelError``) anything that is not
-        a jina-embeddings-v2 text model; ``ModelError`` if a field is missing or malformed."""
+        """Read a config dict. ``UnsupportedModelError`` if it is not a jina-embeddings-v2 text model
+        (e.g. the base-code variant); ``ModelError`` if a field is missing or malformed."""
         reason = _refusal_reason(config)
         if reason:
             raise UnsupportedModelError(f"{source}: searchkit's JinaBERT cannot run it: {reason}")
         required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-        missing = [k for k in required if k not in config]
+        missing = [k for k in required if config.get(k) is None]
         if missing:
             raise ModelError(f"{source}: config.json lacks {', '.join(missing)}")
-        kwargs = {k: config[k] for k in cls.__dataclass_fields__ if config.get(k) is not None}
-        try:
-            cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in kwargs.items()})
+        try:  # cast each field to its default's type (int or float)
+            cfg = cls(**{k: type(getattr(cls, k))(config[k]) for k in cls.__dataclass_fields__ if config.get(k) is not None})
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: malformed config.json field: {exc}") from exc
         if cfg.hidden_size % cfg.num_attention_heads:
@@ -124,38 +115,35 @@ class JinaBertConfig:
     @classmethod
     def from_folder(cls, folder: str | Path) -> JinaBertConfig:
         """Read ``folder/config.json`` (``ModelNotFoundError`` if the folder or file is missing)."""
-        folder = Path(folder)
-        return cls.from_dict(_read_config(folder), source=str(folder))
+        return cls.from_dict(_read_config(Path(folder)), source=str(folder))
 
     def to_dict(self) -> dict[str, Any]:
-        """A config.json in the published format (without the remote-code ``auto_map``)."""
-        return {**asdict(self), "model_type": "bert", "position_embedding_type": "alibi",
-                "feed_forward_type": "geglu", "emb_pooler": "mean", "architectures": ["JinaBertModel"]}
+        """A config.json in the published format, minus the remote-code ``auto_map``."""
+        return {**asdict(self), "model_type": "bert", "architectures": ["JinaBertModel"],
+                "position_embedding_type": "alibi", "feed_forward_type": "geglu", "emb_pooler": "mean"}
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:
     """ALiBi slope per head, [n_heads] float32: 2^(-8(i+1)/n) for a power of two n; otherwise the
-    slopes of the largest power of two p < n followed by the even-indexed slopes of 2p."""
+    slopes of the largest power of two p < n, then the even-indexed slopes of 2p (n - p of them)."""
     def power_of_two(n: int) -> list[float]:
         return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
 
     p = 2 ** int(math.floor(math.log2(n_heads)))
-    slopes = power_of_two(p)
-    if p != n_heads:
-        slopes += power_of_two(2 * p)[0::2][: n_heads - p]
-    return torch.tensor(slopes, dtype=torch.float32)
+    extra = power_of_two(2 * p)[0::2][: n_heads - p] if p != n_heads else []
+    return torch.tensor(power_of_two(p) + extra, dtype=torch.float32)
 
 
 class _Plan:
-    """How one forward pass slices its work: query blocks of ``Q`` rows whose ALiBi mask is a view
-    into a cached template T[0, h, a, c] = -slope_h·|a - c + s_max| ([1, H, Q, L + s_max]), and
-    feed-forward chunks of ``ffn_rows`` tokens. Rows s..e, keys 0..L: T[:, :, :e-s, s_max-s:][..., :L]."""
+    """How one forward pass slices its work: query blocks whose ALiBi mask is a view into a template
+    T[0, h, a, c] = -slope_h·|a - c + s_max| of shape [1, H, Q, ≥ L + s_max], s_max the last block's
+    start (rows s..e, keys 0..L are T[:, :, :e-s, s_max-s : s_max-s+L]), and feed-forward chunks."""
 
     def __init__(self, template: torch.Tensor, L: int, Q: int, key_pad: torch.Tensor | None, ffn_rows: int):
-        self.template, self.L, self.s_max, self.ffn_rows = template, L, template.shape[-1] - L, ffn_rows
+        self.template, self.L, self.s_max, self.ffn_rows = template, L, (L - 1) // Q * Q, ffn_rows
         self.key_pad = key_pad  # [B,1,1,L] bool, True on padding keys; None when nothing is padded
         self.blocks = [(s, min(s + Q, L)) for s in range(0, L, Q)]
-        self._whole = None  # the mask of a single-block plan, built once for all layers
+        self._whole: torch.Tensor | None = None  # a single block's mask, built once for all layers
 
     def mask(self, s: int, e: int) -> torch.Tensor:
         if self._whole is not None:
@@ -179,14 +167,15 @@ class JinaBertSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
         B, L, D = x.shape
-        q = self.query(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2)  # [B,H,L,hd]
-        k = self.key(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2)  # [B,H,L,hd]
-        v = self.value(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2)  # [B,H,L,hd]
+        # contiguous once here, not once per query block inside the kernel
+        q = self.query(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2).contiguous()  # [B,H,L,hd]
+        k = self.key(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2).contiguous()  # [B,H,L,hd]
+        v = self.value(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2).contiguous()  # [B,H,L,hd]
         if len(plan.blocks) == 1:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=plan.mask(0, L))  # [B,H,L,hd]
         else:
             y = torch.empty_like(q)  # [B,H,L,hd]
-            for s, e in plan.blocks:  # query blocks: the mask is [B|1,H,e-s,L], never [H,L,L]
+            for s, e in plan.blocks:  # each block's mask is [B|1,H,e-s,L], never [H,L,L]
                 y[:, :, s:e] = F.scaled_dot_product_attention(q[:, :, s:e], k, v, attn_mask=plan.mask(s, e))
         return y.transpose(1, 2).reshape(B, L, D)  # [B,L,D]
 
@@ -199,16 +188,6 @@ class JinaBertSelfOutput(nn.Module):
 
     def forward(self, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dense(a) + x)  # [B,L,D]
-
-
-class JinaBertAttention(nn.Module):
-    def __init__(self, cfg: JinaBertConfig):
-        super().__init__()
-        self.self = JinaBertSelfAttention(cfg)
-        self.output = JinaBertSelfOutput(cfg)
-
-    def forward(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        return self.output(self.self(x, plan), x)  # [B,L,D]
 
 
 class JinaBertGLUMLP(nn.Module):
@@ -224,7 +203,7 @@ class JinaBertGLUMLP(nn.Module):
     def forward(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])  # [B·L,D]
         out = torch.empty_like(flat)  # [B·L,D]
-        for s in range(0, flat.shape[0], plan.ffn_rows):  # bounds the [rows, 2I] activations
+        for s in range(0, flat.shape[0], plan.ffn_rows):  # bounds the [n,2I] activations
             h = flat[s : s + plan.ffn_rows]  # [n,D]
             gated, up = self.gated_layers(h).split(self.intermediate, dim=-1)  # 2 × [n,I]
             out[s : s + plan.ffn_rows] = self.layernorm(self.wo(F.gelu(gated) * up) + h)  # [n,D]
@@ -234,11 +213,12 @@ class JinaBertGLUMLP(nn.Module):
 class JinaBertLayer(nn.Module):
     def __init__(self, cfg: JinaBertConfig):
         super().__init__()
-        self.attention = JinaBertAttention(cfg)
+        self.attention = nn.ModuleDict({"self": JinaBertSelfAttention(cfg), "output": JinaBertSelfOutput(cfg)})
         self.mlp = JinaBertGLUMLP(cfg)
 
     def forward(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        return self.mlp(self.attention(x, plan), plan)  # [B,L,D]
+        x = self.attention["output"](self.attention["self"](x, plan), x)  # [B,L,D]
+        return self.mlp(x, plan)  # [B,L,D]
 
 
 class JinaBertEmbeddings(nn.Module):
@@ -252,29 +232,23 @@ class JinaBertEmbeddings(nn.Module):
         return self.LayerNorm(self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids))
 
 
-class JinaBertEncoder(nn.Module):
-    def __init__(self, cfg: JinaBertConfig):
-        super().__init__()
-        self.layer = nn.ModuleList(JinaBertLayer(cfg) for _ in range(cfg.num_hidden_layers))
-
-
 class JinaBertModel(nn.Module):
-    """The JinaBERT encoder; parameter names match the published checkpoints.
+    """The JinaBERT encoder; its parameter names are the published checkpoints' keys.
 
-    ``block_elems`` bounds the elements of one query block's attention mask (B·H·Q·L); None picks
-    2**22 on CPU and 2**26 on GPU. Inputs whose whole mask fits run as one block.
+    ``block_elems`` bounds the working set of one slice: a query block's mask holds at most about
+    that many elements (B·H·rows·L), a feed-forward chunk rows·2I. None: 2**24 on CPU (256-row blocks
+    for small-en at 8192 tokens; smaller blocks save little memory and cost time), 2**26 on GPU.
     """
 
     def __init__(self, config: JinaBertConfig, block_elems: int | None = None):
         super().__init__()
-        self.config = config
-        self.block_elems = block_elems
+        self.config, self.block_elems = config, block_elems
         self.embeddings = JinaBertEmbeddings(config)
-        self.encoder = JinaBertEncoder(config)
-        self._templates: dict[tuple, torch.Tensor] = {}  # ALiBi templates, by (L, Q, device, dtype)
+        self.encoder = nn.ModuleDict({"layer": nn.ModuleList(JinaBertLayer(config) for _ in range(config.num_hidden_layers))})
+        self._templates: dict[tuple, torch.Tensor] = {}  # ALiBi templates by (L, rows, device, dtype)
 
     def _budget(self, device: torch.device) -> int:
-        return self.block_elems or (2**22 if device.type == "cpu" else 2**26)
+        return self.block_elems or (2**24 if device.type == "cpu" else 2**26)
 
     def _block_rows(self, B: int, L: int, device: torch.device) -> int:
         rows = self._budget(device) // (B * self.config.num_attention_heads * L)
@@ -283,46 +257,38 @@ class JinaBertModel(nn.Module):
     def _template(self, L: int, Q: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (L, Q, str(device), dtype)
         if key not in self._templates:
-            s_max = (L - 1) // Q * Q
-            a = torch.arange(Q, device=device)[:, None]  # [Q,1] row in block
-            c = torch.arange(L + s_max, device=device)[None, :]  # [1,L+s_max] shifted key
-            dist = (a - c + s_max).abs().float()  # [Q,L+s_max]
+            s_max = (L - 1) // Q * Q  # start of the last block
+            width = -(-(L + s_max) // 16) * 16  # rows 16-aligned, as fused attention kernels like
+            a = torch.arange(Q, device=device)[:, None]  # [Q,1] row within a block
+            c = torch.arange(width, device=device)[None, :]  # [1,W] shifted key
             slopes = alibi_slopes(self.config.num_attention_heads).to(device)  # [H]
-            template = (-slopes[:, None, None] * dist).unsqueeze(0).to(dtype)  # [1,H,Q,L+s_max]
+            template = -slopes[:, None, None] * (a - c + s_max).abs().float()  # [H,Q,W]
             if len(self._templates) >= 2:
                 self._templates.pop(next(iter(self._templates)))
-            self._templates[key] = template
+            self._templates[key] = template.unsqueeze(0).to(dtype)  # [1,H,Q,W]
         return self._templates[key]
 
     @torch.no_grad()
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Token embeddings (last hidden state), [B, L, D], for ``input_ids`` [B, L].
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings (last hidden state) [B, L, D] of ``input_ids`` [B, L].
 
-        ``attention_mask`` [B, L] (1 = token, 0 = padding; left, right or mixed padding all give
-        the same embeddings for the real tokens); ``token_type_ids`` default to zeros.
+        ``attention_mask`` [B, L]: 1 = token, 0 = padding (left, right or mixed padding leaves the
+        real tokens' embeddings unchanged). ``token_type_ids`` default to zeros.
         """
         B, L = input_ids.shape
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)  # [B,L,D]
-        Q = self._block_rows(B, L, x.device)
         key_pad = None
         if attention_mask is not None and not bool(attention_mask.bool().all()):
             key_pad = ~attention_mask.bool()[:, None, None, :]  # [B,1,1,L]
+        Q = self._block_rows(B, L, x.device)
         ffn_rows = max(256, self._budget(x.device) // (2 * self.config.intermediate_size))
         plan = _Plan(self._template(L, Q, x.device, x.dtype), L, Q, key_pad, ffn_rows)
-        for layer in self.encoder.layer:
+        for layer in self.encoder["layer"]:
             x = layer(x, plan)  # [B,L,D]
         return x
-
-
-def _default_dtype(device: torch.device) -> torch.dtype:
-    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
 def _find_weights(folder: Path) -> Path:
@@ -332,15 +298,6 @@ def _find_weights(folder: Path) -> Path:
     raise ModelNotFoundError(f"no weights in {folder}: expected {' or '.join(WEIGHT_FILES)}")
 
 
-def _checkpoint_keys(path: Path) -> list[str]:
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    return list(torch.load(path, map_location="meta", weights_only=True).keys())
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
@@ -348,67 +305,76 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or truncated file, pickle refused by weights_only, ...
+    except Exception as exc:  # truncated file, pickle refused by weights_only, ...
         raise ModelError(f"cannot read weights {path}: {exc}") from exc
 
 
 def is_jina_v2_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a folder holding a jina-embeddings-v2 text checkpoint this module runs:
-    config.json says alibi + geglu, with no base-code markers (in the config or the weight names)."""
+    """Whether ``path`` holds a jina-embeddings-v2 text checkpoint this module runs: config.json says
+    alibi + geglu without base-code markers, and (safetensors, whose header is cheap to read) no
+    weight name of the base-code layout. Never raises."""
     folder = Path(path)
     try:
-        config = _read_config(folder)
-        if _refusal_reason(config):
+        if _refusal_reason(_read_config(folder)):
             return False
-        return _key_refusal_reason(_checkpoint_keys(_find_weights(folder))) is None
+        weights = _find_weights(folder)
+        if weights.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt") as f:
+                return _key_refusal_reason(f.keys()) is None
+        return True
     except Exception:
         return False
 
 
 def looks_like_jinabert(path: str | Path) -> bool:
-    """Whether ``path``'s config.json describes any JinaBERT (ALiBi BERT), the refused base-code
-    variant included: such a folder should go to ``build_sentence_transformer``, which either runs
-    it or raises ``UnsupportedModelError``, never to a plain transformers BERT (wrong vectors)."""
+    """Whether ``path``'s config.json describes any JinaBERT (ALiBi BERT), base-code included. Such a
+    folder belongs to ``build_sentence_transformer`` (which runs or refuses it), never to a plain
+    transformers BERT, which would silently compute wrong vectors. Never raises."""
     try:
         return _read_config(Path(path)).get("position_embedding_type") == "alibi"
     except Exception:
         return False
 
 
-def load_jina_model(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> JinaBertModel:
-    """Load a jina-embeddings-v2 checkpoint folder strictly, in eval mode, without gradients.
+def load_jina_model(folder: str | Path, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None) -> JinaBertModel:
+    """Load a jina-embeddings-v2 folder strictly, in eval mode, without gradients.
 
-    ``dtype`` defaults to float32 on CPU and float16 on GPU. Raises ``ModelNotFoundError`` (folder,
-    config.json or weights missing), ``UnsupportedModelError`` (not a jina-v2 text model, e.g. the
-    base-code variant) or ``ModelError`` (a weight missing, unexpected or of the wrong shape).
+    ``dtype`` defaults to float32 on CPU and float16 on GPU (bfloat16 works too). Raises
+    ``ModelNotFoundError`` (folder, config.json or weights missing), ``UnsupportedModelError``
+    (not a jina-v2 text model, e.g. base-code) or ``ModelError`` (a weight missing, unexpected or
+    of the wrong shape, each named).
     """
     folder = Path(folder)
     config = JinaBertConfig.from_folder(folder)
     path = _find_weights(folder)
     state = _read_state_dict(path)
-    if all(k.startswith("bert.") for k in state):
+    if state and all(k.startswith("bert.") for k in state):
         state = {k[len("bert."):]: v for k, v in state.items()}
     reason = _key_refusal_reason(state)
     if reason:
         raise UnsupportedModelError(f"{folder}: searchkit's JinaBERT cannot run it: {reason}")
     state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES) and k not in _IGNORED_KEYS}
 
-    with torch.device("meta"):
+    with torch.device("meta"):  # no random init, no second copy of the weights
         model = JinaBertModel(config)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        parts = [f"missing weights: {', '.join(missing)}" if missing else "",
-                 f"unexpected weights: {', '.join(unexpected)}" if unexpected else ""]
-        raise ModelError(f"{path} does not match jina-embeddings-v2 ({config.hidden_size}d, "
-                         f"{config.num_hidden_layers} layers): {'; '.join(p for p in parts if p)}")
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(t.shape)})" for k, t in expected.items() if state[k].shape != t.shape]
+        problems = ([f"missing weights: {', '.join(missing)}"] if missing else []) + \
+                   ([f"unexpected weights: {', '.join(unexpected)}"] if unexpected else [])
+        raise ModelError(f"{path} does not match its config.json ({config.hidden_size}d, "
+                         f"{config.num_hidden_layers} layers): {'; '.join(problems)}")
+    wrong = [f"{k} {tuple(state[k].shape)}, expected {tuple(t.shape)}" for k, t in expected.items()
+             if state[k].shape != t.shape]
     if wrong:
-        raise ModelError(f"{path}: weights of the wrong shape for its config.json: {', '.join(wrong)}")
+        raise ModelError(f"{path}: weights of the wrong shape for its config.json: {'; '.join(wrong)}")
     model.load_state_dict(state, strict=True, assign=True)
     device = torch.device(device)
-    return model.to(device=device, dtype=dtype or _default_dtype(device)).eval().requires_grad_(False)
+    dtype = dtype or (torch.float16 if device.type in ("cuda", "mps") else torch.float32)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def _load_tokenizer(folder: Path):
@@ -427,7 +393,7 @@ def _load_tokenizer(folder: Path):
 
 @functools.lru_cache(maxsize=None)
 def _module_class() -> type:
-    """``JinaBertModule``, defined on first use so that importing this file (e.g. for
+    """The class ``JinaBertModule``, defined on first use so that importing this file (say, for
     ``is_jina_v2_folder``) does not import sentence-transformers (about 3 s)."""
     try:
         from sentence_transformers.base.modules.input_module import InputModule
@@ -472,34 +438,25 @@ def _module_class() -> type:
         get_embedding_dimension = get_word_embedding_dimension
 
         def save(self, output_path: str, *args, **kwargs) -> None:
-            """Write config.json, model.safetensors (published key names) and the tokenizer."""
+            """Write config.json, model.safetensors (published key names) and the tokenizer: a folder
+            ``build_sentence_transformer`` loads (sentence-transformers itself refuses custom modules)."""
             from safetensors.torch import save_file
 
             out = Path(output_path)
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(self.model.config.to_dict(), indent=2), encoding="utf-8")
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(out / "model.safetensors"))
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                      str(out / "model.safetensors"))
             self.save_tokenizer(str(out))
-
-        @classmethod
-        def load(cls, model_name_or_path: str, *args, **kwargs):
-            """Load from a local jina-v2 folder (what ``save`` wrote, or a published checkpoint)."""
-            return cls(load_jina_model(model_name_or_path), _load_tokenizer(Path(model_name_or_path)))
 
     JinaBertModule.__module__, JinaBertModule.__qualname__ = __name__, "JinaBertModule"
     return JinaBertModule
 
 
-def __getattr__(name: str):  # ``from searchkit.embedding.jinabert import JinaBertModule`` works
-    if name == "JinaBertModule":
-        return _module_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def build_sentence_transformer(folder: str | Path, device: str = "cpu"):
-    """A ``SentenceTransformer`` of [JinaBertModule, mean Pooling] for a jina-v2 folder (no Normalize).
+    """A ``SentenceTransformer`` of [JinaBertModule, mean Pooling] (no Normalize) for a jina-v2 folder.
 
-    Runs entirely from the local folder: no hub access, no remote code. ``max_seq_length`` starts at
+    Runs from the local folder alone: no hub access, no remote code. ``max_seq_length`` starts at
     the config's ``max_position_embeddings`` (8192). Raises like ``load_jina_model``.
     """
     from sentence_transformers import SentenceTransformer
@@ -511,5 +468,4 @@ def build_sentence_transformer(folder: str | Path, device: str = "cpu"):
     folder = Path(folder)
     model = load_jina_model(folder, device=device)
     module = _module_class()(model, _load_tokenizer(folder))
-    pooling = Pooling(model.config.hidden_size, "mean")
-    return SentenceTransformer(modules=[module, pooling], device=str(device))
+    return SentenceTransformer(modules=[module, Pooling(model.config.hidden_size, "mean")], device=str(device))
