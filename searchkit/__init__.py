@@ -7,14 +7,15 @@ k-NN search and SQLite as the source of truth. Start with :class:`SearchIndex`.
 from .api import IngestReport, SearchIndex
 from .config import Config, load_config
 from .documents import Document, Skipped
-from .errors import (ConfigError, CorruptIndexError, IndexLockedError, InputError, ModelError,
-                     ModelMismatchError, ModelNotFoundError, NotAnIndexError, SchemaVersionError,
-                     SearchkitError, UnsupportedModelError)
+from .errors import (ConfigError, CorruptIndexError, FilterError, IndexLockedError, InputError,
+                     ModelError, ModelMismatchError, ModelNotFoundError, NotAnIndexError,
+                     SchemaVersionError, SearchkitError, UnsupportedModelError)
+from .filters import Filters
 from .records import Chunk, Hit, Passage
 
 __all__ = [
     "SearchIndex", "IngestReport", "Config", "load_config", "Document", "Skipped", "Chunk", "Hit",
-    "Passage", "SearchkitError", "ConfigError", "InputError", "ModelError", "ModelNotFoundError",
-    "ModelMismatchError", "UnsupportedModelError", "NotAnIndexError", "CorruptIndexError",
+    "Passage", "Filters", "SearchkitError", "ConfigError", "InputError", "FilterError", "ModelError",
+    "ModelNotFoundError", "ModelMismatchError", "UnsupportedModelError", "NotAnIndexError", "CorruptIndexError",
     "SchemaVersionError", "IndexLockedError",
 ]

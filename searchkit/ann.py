@@ -110,21 +110,38 @@ class VectorIndex:
     # -- searching ------------------------------------------------------------------------
 
     def search(self, queries: np.ndarray, k: int, nprobe: int | None = None,
-               ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (scores, ids) per query row; missing results have id -1."""
+               ef_search: int | None = None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (scores, ids) per query row; missing results have id -1.
+
+        ``allowed`` restricts the search to those ids with a FAISS id selector, applied during
+        the search (flat: exact; IVF and HNSW: among the vectors they visit, so a very
+        selective filter may return fewer than ``k``: the caller tops up).
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries[None, :]
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
-        if self.ntotal == 0:
+        if self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             return (np.full((len(queries), 1), -np.inf, dtype=np.float32),
                     np.full((len(queries), 1), -1, dtype=np.int64))
-        params = None
-        if self.params.kind == "ivf" and nprobe:
-            params = faiss.SearchParametersIVF(nprobe=min(nprobe, self.params.nlist or nprobe))
-        elif self.params.kind == "hnsw" and ef_search:
-            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
-        # IndexIDMap2 forwards search parameters to the HNSW index it wraps.
+        kwargs: dict[str, Any] = {}
+        if allowed is not None:
+            # The selector must outlive the search: keep a reference in this frame.
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            kwargs["sel"] = selector
+        if self.params.kind == "ivf":
+            if nprobe:
+                kwargs["nprobe"] = min(nprobe, self.params.nlist or nprobe)
+            params = faiss.SearchParametersIVF(**kwargs)
+        elif self.params.kind == "hnsw":
+            if ef_search:
+                kwargs["efSearch"] = max(ef_search, k)
+            params = faiss.SearchParametersHNSW(**kwargs)
+        else:
+            params = faiss.SearchParameters(**kwargs) if kwargs else None
+        # IndexIDMap2 applies the selector to its own (external) ids and forwards the rest
+        # to the index it wraps.
         return self.index.search(queries, k, params=params)
 
     # -- files ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .documents import (Document, Skipped, content_hash, iter_files, read_docume
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
 from .errors import ConfigError, InputError, ModelMismatchError
+from .filters import Filters, as_filters
 from .ingest import embed_documents
 from .locking import WriteLock
 from .records import Hit, Passage
@@ -39,6 +40,8 @@ from .store import Store
 log = logging.getLogger("searchkit")
 
 TABLES = ("documents", "chunks")
+MODES = ("dense", "keyword", "hybrid")
+FUSIONS = ("rrf", "weighted")
 
 
 @dataclass
@@ -423,7 +426,9 @@ class SearchIndex:
     # -- searching ------------------------------------------------------------------------
 
     def search(self, query: str, k: int | None = None, rerank: str | None = None,
-               chunks: bool = False) -> list[Hit]:
+               chunks: bool = False, mode: str | None = None,
+               filters: Filters | Mapping[str, Any] | None = None,
+               fusion: str | None = None) -> list[Hit]:
         """Rank documents (or passages with ``chunks=True``) for a query.
 
         Args:
@@ -431,63 +436,112 @@ class SearchIndex:
             k: number of results (default ``search.k``).
             rerank: ``"late"`` rescores the top ``search.rerank_depth`` documents with their best
                 chunk; ``"none"`` ranks by document vector alone (default ``search.rerank``).
+                It shapes the dense ranking, alone or inside hybrid.
             chunks: return passages straight from the chunk index, not documents.
+            mode: ``"dense"`` (vectors), ``"keyword"`` (BM25 over SQLite FTS5; the model is
+                not loaded) or ``"hybrid"`` (both, fused); default ``search.mode``.
+            filters: a :class:`searchkit.Filters`, or a mapping of its ``build`` arguments
+                (``path``, ``type``, ``since``, ``until``, ``where``), applied before ranking.
+            fusion: hybrid fusion, ``"rrf"`` or ``"weighted"`` (default ``search.fusion``).
+
+        Every mode returns one hit per document (unless ``chunks``), with its best passage:
+        highest chunk cosine (dense), highest chunk BM25 (keyword), or both fused by rank
+        within the document (hybrid).
+
+        Raises:
+            InputError: the query is empty, or a mode or fusion is unknown.
+            FilterError: a filter is malformed (the message names it).
         """
         if not isinstance(query, str) or not query.strip():
             raise InputError("the query is empty")
-        k = k or self.config.search.k
-        rerank = rerank or self.config.search.rerank
+        settings = self.config.search
+        k = k or settings.k
+        rerank = rerank or settings.rerank
+        mode = mode or settings.mode
+        fusion = fusion or settings.fusion
+        if mode not in MODES:
+            raise InputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if fusion not in FUSIONS:
+            raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+        parsed = as_filters(filters)
+        where = parsed.to_sql() if parsed else None
         if self.store.count("documents") == 0:
             return []
-        qvec = self.embedder.encode_queries([query])[0]
+        match = ranking.fts_query(query)
+        if mode == "keyword" and match is None:
+            return []
+        qvec = self.embedder.encode_queries([query])[0] if mode != "keyword" else None
         if chunks:
-            return self._search_chunks(qvec, k)
-        depth = max(k, self.config.search.rerank_depth) if rerank == "late" else k
-        doc_scores = self._dense_docs(qvec, depth)
-        return self._finish_hits(qvec, doc_scores, k, rerank)
+            return self._search_chunks(qvec, match if mode != "dense" else None, k, where, fusion)
+        allowed = self.store.filtered_ids(where) if where else None
+        depth = k if mode == "dense" and rerank != "late" else max(k, settings.rerank_depth)
+        dense: dict[int, float] = {}
+        if qvec is not None:
+            dense = self._ann_top("documents", qvec, depth, allowed)
+            if rerank == "late":
+                rows_c, vecs_c = self.store.chunks_of(list(dense), qvec.shape[0])
+                best = ranking.best_chunks(qvec, rows_c, vecs_c)
+                dense = ranking.late_rerank(dense, {d: s for d, (s, _) in best.items()},
+                                            settings.chunk_weight)
+        keyword = self.store.keyword_documents(match, depth, where) \
+            if mode != "dense" and match is not None else {}
+        if mode == "hybrid":
+            final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k)
+        else:
+            final = dense if mode == "dense" else keyword
+        order = sorted(final, key=lambda i: -final[i])[:k]
+        return self._hits(order, final, qvec, match, {"dense": dense, "keyword": keyword})
 
-    def _dense_docs(self, qvec: np.ndarray, n: int) -> dict[int, float]:
-        """Top-``n`` live documents by document vector: ``id → cosine``."""
-        return self._ann_top("documents", qvec, n)
+    def _ann_top(self, table: str, qvec: np.ndarray, n: int,
+                 allowed: np.ndarray | None = None) -> dict[int, float]:
+        """Top-``n`` live rows of ``table`` by vector: ``id → cosine``, best first.
 
-    def _ann_top(self, table: str, qvec: np.ndarray, n: int) -> dict[int, float]:
+        ``allowed`` (ids that pass the filters, read from SQLite) goes to FAISS as an id
+        selector. Should an approximate index (IVF, HNSW) find fewer than ``n`` while more are
+        allowed, the allowed rows are scored exactly from the vectors in SQLite.
+        """
         index = self.ann(table)
         live = self.store.count(table)
-        # HNSW keeps removed ids as tombstones: ask for enough extra to still fill n.
-        fetch = n + max(0, index.ntotal - live)
+        # HNSW keeps removed ids as tombstones: ask for enough extra to still fill n. An
+        # allowed set comes from SQLite and already excludes them.
+        fetch = n + max(0, index.ntotal - live) if allowed is None else n
         scores, ids = index.search(qvec, fetch, nprobe=self.config.ann.nprobe,
-                                   ef_search=self.config.ann.ef_search)
+                                   ef_search=self.config.ann.ef_search, allowed=allowed)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        if index.ntotal != live:
+        if allowed is None and index.ntotal != live:
             rows = self.store.documents([i for i, _ in pairs]) if table == "documents" else \
                 self.store.chunks([i for i, _ in pairs])
             pairs = [(i, s) for i, s in pairs if i in rows]
+        if allowed is not None and len(pairs) < min(n, len(allowed)):
+            found, vectors = self.store.vectors_for(table, allowed, qvec.shape[0])
+            exact = vectors @ qvec
+            pairs = [(int(found[j]), float(exact[j])) for j in np.argsort(-exact, kind="stable")[:n]]
         return dict(pairs[:n])
 
-    def _finish_hits(self, qvec: np.ndarray, doc_scores: dict[int, float], k: int,
-                     rerank: str, extra: Mapping[int, dict[str, float]] | None = None) -> list[Hit]:
-        ids = list(doc_scores)
-        rows_c, vecs_c = self.store.chunks_of(ids, qvec.shape[0])
-        best = ranking.best_chunks(qvec, rows_c, vecs_c)
-        if rerank == "late":
-            final = ranking.late_rerank(doc_scores, {d: s for d, (s, _) in best.items()},
-                                        self.config.search.chunk_weight)
-        else:
-            final = dict(doc_scores)
-        order = sorted(final, key=lambda i: -final[i])[:k]
+    def _hits(self, order: list[int], final: Mapping[int, float], qvec: np.ndarray | None,
+              match: str | None, lists: Mapping[str, Mapping[int, float]]) -> list[Hit]:
+        """Hits for ranked document ids, each with its best passage and per-list scores."""
         rows = self.store.documents(order)
+        if qvec is not None:
+            rows_c, vecs_c = self.store.chunks_of(order, qvec.shape[0])
+            chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist()))
+        else:
+            rows_c = self.store.chunk_rows(order)
+            chunk_dense = {}
+        chunk_keyword = self.store.keyword_chunks(match, order) if match and lists["keyword"] else {}
+        best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.config.search.rrf_k)
         hits = []
         for rank, doc_id in enumerate(order, 1):
             row = rows[doc_id]
             passage = None
+            scores = {name: scores[doc_id] for name, scores in lists.items() if doc_id in scores}
             if doc_id in best:
-                score, chunk = best[doc_id]
+                chunk = best[doc_id]
+                score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
                 passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
                                   chunk.char_end, score, chunk.id)
-            scores = {"dense": doc_scores.get(doc_id, float("nan"))}
-            if doc_id in best:
-                scores["chunk"] = best[doc_id][0]
-            scores.update((extra or {}).get(doc_id, {}))
+                if chunk.id in chunk_dense:
+                    scores["chunk"] = chunk_dense[chunk.id]
             hits.append(Hit(rank=rank, score=final[doc_id], key=row.key, title=row.title,
                             path=row.path, doc_id=doc_id, metadata=row.metadata,
                             snippet=ranking.snippet(passage.text if passage else row.text,
@@ -495,20 +549,34 @@ class SearchIndex:
                             passage=passage, scores=scores))
         return hits
 
-    def _search_chunks(self, qvec: np.ndarray, k: int) -> list[Hit]:
-        top = self._ann_top("chunks", qvec, k)
-        chunks = self.store.chunks(list(top))
+    def _search_chunks(self, qvec: np.ndarray | None, match: str | None, k: int,
+                       where: tuple[str, list[Any]] | None, fusion: str) -> list[Hit]:
+        """Passages straight from the chunk indexes (several may come from one document):
+        by chunk vector (``qvec``), by chunk BM25 (``match``), or both fused."""
+        settings = self.config.search
+        both = qvec is not None and match is not None
+        depth = max(k, settings.rerank_depth) if both else k
+        dense = self._ann_top("chunks", qvec, depth, self.store.filtered_ids(where, "chunks")
+                              if where else None) if qvec is not None else {}
+        keyword = self.store.keyword_chunks(match, limit=depth, where=where) if match else {}
+        final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k) \
+            if both else dense or keyword
+        order = sorted(final, key=lambda i: -final[i])[:k]
+        chunks = self.store.chunks(order)
         rows = self.store.documents({c.doc_id for c in chunks.values()})
         hits = []
-        for rank, (chunk_id, score) in enumerate(sorted(top.items(), key=lambda x: -x[1]), 1):
+        for rank, chunk_id in enumerate(order, 1):
             chunk = chunks[chunk_id]
             row = rows[chunk.doc_id]
             text = row.text[chunk.char_start:chunk.char_end]
-            hits.append(Hit(rank=rank, score=score, key=row.key, title=row.title, path=row.path,
-                            doc_id=row.id, metadata=row.metadata,
-                            snippet=ranking.snippet(text, self.config.search.snippet_words),
-                            passage=Passage(text, chunk.char_start, chunk.char_end, score, chunk_id),
-                            scores={"chunk": score}))
+            scores = {name: s[chunk_id] for name, s in (("chunk", dense), ("keyword", keyword))
+                      if chunk_id in s}
+            hits.append(Hit(rank=rank, score=final[chunk_id], key=row.key, title=row.title,
+                            path=row.path, doc_id=row.id, metadata=row.metadata,
+                            snippet=ranking.snippet(text, settings.snippet_words),
+                            passage=Passage(text, chunk.char_start, chunk.char_end,
+                                            final[chunk_id], chunk_id),
+                            scores=scores))
         return hits
 
     # -- reporting ------------------------------------------------------------------------

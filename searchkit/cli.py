@@ -18,6 +18,7 @@ import click
 from .api import SearchIndex
 from .config import all_keys, env_var, load_config
 from .errors import SearchkitError
+from .filters import Filters
 
 log = logging.getLogger("searchkit")
 
@@ -130,22 +131,46 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.argument("text")
 @common_options
 @click.option("-k", "k", type=int, default=None, help="Number of results (setting search.k).")
+@click.option("--mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None,
+              help="dense: vectors; keyword: BM25 over SQLite FTS5; hybrid: both, fused "
+                   "(setting search.mode).")
+@click.option("--fusion", type=click.Choice(["rrf", "weighted"]), default=None,
+              help="How hybrid fuses the two lists (setting search.fusion).")
 @click.option("--rerank", type=click.Choice(["none", "late"]), default=None,
               help="late: rescore the top documents with their best late chunk (setting search.rerank).")
 @click.option("--chunks", is_flag=True, help="Return passages from the chunk index instead of documents.")
+@click.option("--path", "paths", multiple=True, metavar="GLOB",
+              help="Only files whose path matches GLOB, e.g. '*/19th-century/*' (repeatable: any).")
+@click.option("--type", "types", multiple=True, metavar="EXT",
+              help="Only this file type: txt, md, rst, html, record (repeatable: any).")
+@click.option("--since", default=None, metavar="DATE",
+              help="Only files modified on or after DATE (YYYY-MM-DD, ISO datetime, Unix seconds).")
+@click.option("--until", default=None, metavar="DATE",
+              help="Only files modified before DATE (a date-only DATE includes that day).")
+@click.option("--where", "where", multiple=True, metavar="KEY OP VALUE",
+              help="Metadata condition, e.g. year>=1900 or party=Republican; OP is one of "
+                   "= != < <= > >= (repeatable: all must hold).")
 @click.option("--model", default=None, help="Refuse to run unless the index was built with this model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @handle_errors
-def query_cmd(text, index_dir, config_file, settings, quiet, k, rerank, chunks, model, as_json):
-    """Search the index for TEXT."""
+def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, rerank, chunks,
+              paths, types, since, until, where, model, as_json):
+    """Search the index for TEXT.
+
+    Filters apply before ranking, so -k N returns N results whenever N documents match.
+    """
     _setup_logging(quiet)
-    config = build_config(index_dir, config_file, settings, **{"search.k": k, "search.rerank": rerank})
+    config = build_config(index_dir, config_file, settings, **{
+        "search.k": k, "search.rerank": rerank, "search.mode": mode, "search.fusion": fusion})
+    filters = Filters.build(path=paths or None, type=types or None, since=since, until=until,
+                            where=where or None)
     with SearchIndex.open(config=config) as ix:
         if model:
             ix.check_model(model)
-        hits = ix.search(text, rerank=rerank, chunks=chunks)
+        hits = ix.search(text, rerank=rerank, chunks=chunks, filters=filters)
         if as_json:
             click.echo(json.dumps({"query": text, "index": str(ix.folder),
+                                   "mode": config.search.mode,
                                    "model": ix.model_info.name if ix.model_info else None,
                                    "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
             return

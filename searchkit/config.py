@@ -80,6 +80,8 @@ class SearchConfig:
     rerank: str = "none"
     rerank_depth: int = 50
     chunk_weight: float = 0.7
+    fusion: str = "rrf"
+    keyword_weight: float = 0.5
     rrf_k: int = 60
     snippet_words: int = 40
 
@@ -104,6 +106,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "ann.type": ("auto", "flat", "ivf", "hnsw"),
     "search.mode": ("dense", "keyword", "hybrid"),
     "search.rerank": ("none", "late"),
+    "search.fusion": ("rrf", "weighted"),
 }
 
 POSITIVE = {
@@ -112,7 +115,7 @@ POSITIVE = {
     "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
 }
-UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight"}
+UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
 
 
 def env_var(key: str) -> str:

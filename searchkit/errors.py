@@ -54,3 +54,7 @@ class InputError(SearchkitError):
 
 class DatasetError(SearchkitError):
     """An evaluation dataset is missing a file or has a malformed line."""
+
+
+class FilterError(InputError):
+    """A search filter is malformed; the message names the filter."""

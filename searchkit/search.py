@@ -1,4 +1,5 @@
-"""Ranking arithmetic: best chunk per document, late reranking, rank fusion, snippets.
+"""Ranking arithmetic: best chunk per document, late reranking, rank and score fusion, the
+FTS5 query built from user text, snippets.
 
 Pure functions over scores and vectors; the API fetches what they need from the store.
 """
@@ -8,6 +9,28 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+
+# Terms beyond this many are dropped from a keyword query (bounds the cost of one query).
+MAX_TERMS = 64
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression for free text: any of its terms, ranked by BM25.
+
+    Every whitespace-separated term becomes one double-quoted FTS5 string (inner ``"``
+    doubled), so nothing the user types is read as FTS5 syntax: ``AND``, ``NEAR(``, ``*``,
+    ``-``, ``:`` and parentheses are plain text, and FTS5's tokenizer turns a term such as
+    ``pg_dump`` or ``git-rebase`` into a phrase of its words. Terms without a letter or digit
+    are dropped, duplicates (case-insensitive) too. ``None`` when nothing is left to search.
+    The expression is passed to SQLite as a parameter, never spliced into SQL.
+    """
+    terms: dict[str, str] = {}
+    for term in text.split():
+        if any(ch.isalnum() for ch in term):
+            terms.setdefault(term.casefold(), term)
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in list(terms.values())[:MAX_TERMS])
 
 
 def best_chunks(qvec: np.ndarray, rows: Sequence, vectors: np.ndarray) -> dict[int, tuple[float, object]]:
@@ -44,6 +67,70 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60,
         for rank, item in enumerate(ranking, 1):
             fused[item] = fused.get(item, 0.0) + weight / (k + rank)
     return fused
+
+
+def minmax(scores: Mapping[int, float]) -> dict[int, float]:
+    """Scale scores to [0, 1] over the given candidates (all 1.0 when they are equal)."""
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    if high - low <= 1e-12:
+        return {i: 1.0 for i in scores}
+    return {i: (s - low) / (high - low) for i, s in scores.items()}
+
+
+def weighted_fusion(dense: Mapping[int, float], keyword: Mapping[int, float],
+                    keyword_weight: float) -> dict[int, float]:
+    """Convex combination ``(1 − w)·dense′ + w·keyword′`` of min-max normalised scores.
+
+    Each list is min-max scaled over its own candidates (the top ``n`` that list returned), so
+    its best candidate scores 1 and its worst 0; a document missing from one list scores 0
+    there, i.e. no better than that list's last candidate. Cosine and BM25 live on different
+    scales (BM25 grows with query length and corpus statistics), which is why raw scores are
+    never added.
+    """
+    d, kw = minmax(dense), minmax(keyword)
+    return {i: (1.0 - keyword_weight) * d.get(i, 0.0) + keyword_weight * kw.get(i, 0.0)
+            for i in dict.fromkeys([*dense, *keyword])}
+
+
+def fuse(dense: Mapping[int, float], keyword: Mapping[int, float], method: str,
+         keyword_weight: float = 0.5, rrf_k: int = 60) -> dict[int, float]:
+    """Fuse a dense and a keyword ranking (``id → score``, higher better).
+
+    ``rrf`` weighs the lists ``2·(1 − w)`` and ``2·w`` (so ``w = 0.5`` is plain RRF);
+    ``weighted`` is :func:`weighted_fusion`. A list that is empty leaves the other's order.
+    """
+    if method == "weighted":
+        return weighted_fusion(dense, keyword, keyword_weight)
+    order = [sorted(dense, key=lambda i: -dense[i]), sorted(keyword, key=lambda i: -keyword[i])]
+    return rrf(order, rrf_k, [2.0 * (1.0 - keyword_weight), 2.0 * keyword_weight])
+
+
+def best_passages(doc_ids: Sequence[int], rows: Sequence, dense: Mapping[int, float],
+                  keyword: Mapping[int, float], rrf_k: int = 60) -> dict[int, object]:
+    """``doc_id → chunk row`` of each document's best passage from chunk scores by id.
+
+    With only one kind of score the highest wins; with both, the chunks of each document are
+    fused by reciprocal rank within that document (a chunk that matches no query term has no
+    keyword rank). Documents without scored chunks are left out.
+    """
+    by_doc: dict[int, list] = {}
+    for row in rows:
+        if row.id in dense or row.id in keyword:
+            by_doc.setdefault(row.doc_id, []).append(row)
+    best = {}
+    for doc_id in doc_ids:
+        chunks = by_doc.get(doc_id)
+        if not chunks:
+            continue
+        ids = [c.id for c in chunks]
+        scores = fuse({i: dense[i] for i in ids if i in dense},
+                      {i: keyword[i] for i in ids if i in keyword}, "rrf", 0.5, rrf_k) \
+            if dense and keyword else {i: dense.get(i, keyword.get(i, 0.0)) for i in ids}
+        top = max(ids, key=lambda i: (scores.get(i, 0.0), -i))
+        best[doc_id] = next(c for c in chunks if c.id == top)
+    return best
 
 
 def snippet(text: str, words: int) -> str:

@@ -7,6 +7,13 @@ that still holds a removed id can never confuse it with a newer document.
 
 Every write happens in :meth:`Store.transaction`, which bumps the generation; FAISS files are
 named after the generation they reflect, so a stale one is recognised on open.
+
+Keyword search uses two FTS5 tables created by migration 2: ``documents_fts`` (title and text,
+an external-content table reading ``documents``) and ``chunks_fts`` (each chunk's text,
+``documents.text[char_start:char_end]``, stored in the FTS table itself). Triggers on
+``documents`` and ``chunks`` keep both in step with every insert, replace and delete, in the
+same statement and therefore the same transaction as the write itself, whatever code path
+makes it.
 """
 
 from __future__ import annotations
@@ -63,6 +70,60 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX chunks_doc_id ON chunks(doc_id)")
     db.execute("CREATE INDEX documents_path ON documents(path)")
+
+
+# Porter stemming over Unicode word tokens, accents folded. Measured on the shared evaluation
+# sets (FTS5 bm25, whole text): git_whatis 0.657 nDCG@10 with stemming vs 0.649 without,
+# man_whatis 0.643 vs 0.617, pg_refpurpose 0.656 vs 0.611.
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+
+@migrations()
+def m002_fts(db: sqlite_utils.Database) -> None:
+    """FTS5 over document title + text and over chunk text, kept in step by triggers.
+
+    ``documents_fts`` is an external-content table: it stores only the inverted index and reads
+    title and text from ``documents``, so its delete trigger must hand back the old values.
+    ``chunks_fts`` keeps its own copy of each chunk's text (SQLite's ``substr`` counts
+    characters, as Python slicing does): a chunk's text is cut from its document, which may
+    already be gone when a chunk row is deleted, and a stored copy deletes by rowid alone.
+    Existing rows are indexed here, so an index built before this migration gains keyword
+    search on open.
+    """
+    db.execute(f"""
+        CREATE VIRTUAL TABLE documents_fts USING fts5(
+            title, text, content='documents', content_rowid='id', tokenize='{FTS_TOKENIZE}')""")
+    db.execute(f"CREATE VIRTUAL TABLE chunks_fts USING fts5(text, tokenize='{FTS_TOKENIZE}')")
+    db.execute("""
+        CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN
+            INSERT INTO documents_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
+        END""")
+    db.execute("""
+        CREATE TRIGGER documents_fts_delete AFTER DELETE ON documents BEGIN
+            INSERT INTO documents_fts (documents_fts, rowid, title, text)
+            VALUES ('delete', old.id, old.title, old.text);
+        END""")
+    db.execute("""
+        CREATE TRIGGER documents_fts_update AFTER UPDATE OF title, text ON documents BEGIN
+            INSERT INTO documents_fts (documents_fts, rowid, title, text)
+            VALUES ('delete', old.id, old.title, old.text);
+            INSERT INTO documents_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
+        END""")
+    db.execute("""
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, text)
+            SELECT new.id, substr(d.text, new.char_start + 1, new.char_end - new.char_start)
+            FROM documents d WHERE d.id = new.doc_id;
+        END""")
+    db.execute("""
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            DELETE FROM chunks_fts WHERE rowid = old.id;
+        END""")
+    db.execute("INSERT INTO documents_fts (documents_fts) VALUES ('rebuild')")
+    db.execute("""
+        INSERT INTO chunks_fts (rowid, text)
+        SELECT c.id, substr(d.text, c.char_start + 1, c.char_end - c.char_start)
+        FROM chunks c JOIN documents d ON d.id = c.doc_id""")
 
 
 SCHEMA_VERSION = len(migrations._migrations)
@@ -299,6 +360,16 @@ class Store:
             f"WHERE doc_id IN ({','.join('?' * len(doc_ids))}) ORDER BY doc_id, ordinal", doc_ids).fetchall()
         return [ChunkRow(*r[:7]) for r in rows], from_blobs([r[7] for r in rows], dim)
 
+    def chunk_rows(self, doc_ids: Sequence[int]) -> list[ChunkRow]:
+        """Chunks of the given documents without their vectors."""
+        doc_ids = [int(i) for i in doc_ids]
+        if not doc_ids:
+            return []
+        rows = self.db.execute(
+            "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end FROM chunks "
+            f"WHERE doc_id IN ({','.join('?' * len(doc_ids))}) ORDER BY doc_id, ordinal", doc_ids)
+        return [ChunkRow(*r) for r in rows]
+
     def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         ids = [int(i) for i in ids]
         if not ids:
@@ -307,6 +378,66 @@ class Store:
             "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end FROM chunks "
             f"WHERE id IN ({','.join('?' * len(ids))})", ids)
         return {r[0]: ChunkRow(*r) for r in rows}
+
+    # -- keyword search and filters -------------------------------------------------------
+
+    def keyword_documents(self, match: str, limit: int,
+                          where: tuple[str, list[Any]] | None = None) -> dict[int, float]:
+        """Top ``limit`` documents for an FTS5 ``match`` expression: ``id → BM25`` (higher is
+        better; FTS5's ``bm25()`` is negated). ``where`` is an SQL condition on ``documents d``
+        with its parameters (see :mod:`searchkit.filters`), applied before ranking.
+        """
+        sql, params = where or ("1", [])
+        rows = self.db.execute(
+            "SELECT documents_fts.rowid, -bm25(documents_fts) FROM documents_fts "
+            "JOIN documents d ON d.id = documents_fts.rowid "
+            f"WHERE documents_fts MATCH ? AND ({sql}) ORDER BY bm25(documents_fts) LIMIT ?",
+            [match, *params, int(limit)])
+        return {int(i): float(s) for i, s in rows}
+
+    def keyword_chunks(self, match: str, doc_ids: Sequence[int] | None = None,
+                       limit: int | None = None,
+                       where: tuple[str, list[Any]] | None = None) -> dict[int, float]:
+        """BM25 of matching chunks: ``chunk id → score`` (higher is better), best first.
+
+        Either the chunks of ``doc_ids`` (to pick each document's passage) or the top ``limit``
+        chunks of the documents passing ``where`` (passage search).
+        """
+        sql, params = where or ("1", [])
+        if doc_ids is not None:
+            doc_ids = [int(i) for i in doc_ids]
+            if not doc_ids:
+                return {}
+            sql = f"c.doc_id IN ({','.join('?' * len(doc_ids))})"
+            params = doc_ids
+        tail = " LIMIT ?" if limit is not None else ""
+        rows = self.db.execute(
+            "SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
+            "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
+            f"WHERE chunks_fts MATCH ? AND ({sql}) ORDER BY bm25(chunks_fts){tail}",
+            [match, *params, *([int(limit)] if limit is not None else [])])
+        return {int(i): float(s) for i, s in rows}
+
+    def vectors_for(self, table: str, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of the given rows of ``documents`` or ``chunks`` (exact scoring)."""
+        found, blobs = [], []
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            for row_id, blob in self.db.execute(
+                    f"SELECT id, vector FROM [{table}] WHERE id IN ({','.join('?' * len(part))})", part):
+                found.append(row_id)
+                blobs.append(blob)
+        return np.asarray(found, dtype=np.int64), from_blobs(blobs, dim)
+
+    def filtered_ids(self, where: tuple[str, list[Any]], table: str = "documents") -> np.ndarray:
+        """Ids of the documents (or of their chunks) that pass an SQL condition on ``documents d``."""
+        sql, params = where
+        if table == "chunks":
+            query = f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {sql}"
+        else:
+            query = f"SELECT d.id FROM documents d WHERE {sql}"
+        return np.fromiter((r[0] for r in self.db.execute(query, params)), dtype=np.int64)
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -105,3 +105,41 @@ def test_every_command_has_help(run):
         assert command.help, name
         result = run(name, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_query_modes_and_filters(run, corpus, tmp_path):
+    ix = tmp_path / "ix"
+    assert run("index", corpus, "--index", ix, *MINILM).exit_code == 0
+    for mode in ("dense", "keyword", "hybrid"):
+        data = json.loads(run("query", "Vesuvius Pompeii", "--index", ix, "--mode", mode,
+                              "--json", "-k", "2").output)
+        assert data["mode"] == mode and data["hits"][0]["path"].endswith("volcano.txt"), mode
+    result = run("query", "Sicilian", "--index", ix, "--mode", "keyword")
+    assert result.exit_code == 0 and "chess.html" in result.output and " 2. " not in result.output
+
+    def paths(*args):
+        result = run("query", "bread lava chess orbit", "--index", ix, "--json", *args)
+        assert result.exit_code == 0, result.output
+        return sorted(os.path.basename(h["path"]) for h in json.loads(result.output)["hits"])
+
+    assert paths("--type", "md") == ["bread.md"]
+    assert paths("--type", "html", "--type", ".rst", "--mode", "hybrid") == ["chess.html", "orbit.rst"]
+    assert paths("--where", "year>=2020", "--where", "cuisine=french", "--mode", "keyword") == ["bread.md"]
+    assert paths("--path", "*/corpus/*.txt") == ["volcano.txt"]
+    assert paths("--since", "2000-01-01") == ["bread.md", "chess.html", "orbit.rst", "volcano.txt"]
+    assert paths("--until", "2000-01-01") == []
+    assert "no results" in run("query", "bread", "--index", ix, "--where", "year<1900").output
+    assert "no results" in run("query", "'(", "--index", ix, "--mode", "keyword").output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--where", "year>>1900"], "filter where 'year>>1900'"),
+    (["--type", "pdf"], "filter type 'pdf'"),
+    (["--since", "last week"], "filter since 'last week'"),
+    (["--mode", "fuzzy"], "Invalid value for '--mode'"),
+])
+def test_malformed_filters_are_one_line_errors(run, tmp_path, args, message):
+    # Filters are checked before the index is opened.
+    result = run("query", "bread", "--index", tmp_path / "none", *args)
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
