@@ -475,22 +475,24 @@ class SearchIndex:
             return self._search_chunks(qvec, match if mode != "dense" else None, k, where, fusion)
         allowed = self.store.filtered_ids(where) if where else None
         depth = k if mode == "dense" and rerank != "late" else max(k, settings.rerank_depth)
-        dense: dict[int, float] = {}
+        lists: dict[str, dict[int, float]] = {}   # "dense" cosines, "late", "keyword" BM25
         if qvec is not None:
-            dense = self._ann_top("documents", qvec, depth, allowed)
+            lists["dense"] = self._ann_top("documents", qvec, depth, allowed)
             if rerank == "late":
-                rows_c, vecs_c = self.store.chunks_of(list(dense), qvec.shape[0])
+                rows_c, vecs_c = self.store.chunks_of(list(lists["dense"]), qvec.shape[0])
                 best = ranking.best_chunks(qvec, rows_c, vecs_c)
-                dense = ranking.late_rerank(dense, {d: s for d, (s, _) in best.items()},
-                                            settings.chunk_weight)
-        keyword = self.store.keyword_documents(match, depth, where) \
-            if mode != "dense" and match is not None else {}
+                lists["late"] = ranking.late_rerank(
+                    lists["dense"], {d: s for d, (s, _) in best.items()}, settings.chunk_weight)
+        if mode != "dense":
+            lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
+        vector = lists.get("late", lists.get("dense", {}))
         if mode == "hybrid":
-            final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k)
+            final = ranking.fuse(vector, lists["keyword"], fusion, settings.keyword_weight,
+                                 settings.rrf_k)
         else:
-            final = dense if mode == "dense" else keyword
+            final = vector if mode == "dense" else lists["keyword"]
         order = sorted(final, key=lambda i: -final[i])[:k]
-        return self._hits(order, final, qvec, match, {"dense": dense, "keyword": keyword})
+        return self._hits(order, final, qvec, match, lists)
 
     def _ann_top(self, table: str, qvec: np.ndarray, n: int,
                  allowed: np.ndarray | None = None) -> dict[int, float]:
@@ -528,13 +530,13 @@ class SearchIndex:
         else:
             rows_c = self.store.chunk_rows(order)
             chunk_dense = {}
-        chunk_keyword = self.store.keyword_chunks(match, order) if match and lists["keyword"] else {}
+        chunk_keyword = self.store.keyword_chunks(match, order) if lists.get("keyword") else {}
         best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.config.search.rrf_k)
         hits = []
         for rank, doc_id in enumerate(order, 1):
             row = rows[doc_id]
             passage = None
-            scores = {name: scores[doc_id] for name, scores in lists.items() if doc_id in scores}
+            scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
             if doc_id in best:
                 chunk = best[doc_id]
                 score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
