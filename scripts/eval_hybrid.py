@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/searchkit-eval"))
     parser.add_argument("--set", action="append", default=[], help="index-time KEY=VALUE")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--dump", type=Path, help="write every query's candidate lists here")
     args = parser.parse_args()
     overrides = {"model.name": "all-MiniLM-L6-v2"}
     overrides.update(item.split("=", 1) for item in args.set)
@@ -77,6 +78,7 @@ def main() -> None:
           file=sys.stderr)
     depth = base.search.rerank_depth
     runs: dict[str, list[dict[str, float]]] = defaultdict(list)
+    dump: list[dict] = []
     t0 = time.perf_counter()
     with SearchIndex.open(folder, config=base) as ix:
         # Each query is searched four ways: embed it once (the CPU here is shared and slow).
@@ -92,6 +94,7 @@ def main() -> None:
             # The product path for the default hybrid, as a check on the offline fusion below.
             lists["hybrid (product path)"] = ix.search(q["text"], k=10, mode="hybrid")
             scores = {name: {h.key: h.score for h in hits} for name, hits in lists.items()}
+            dump.append({"query": q["_id"], "qrels": qrels[q["_id"]], **scores})
             for name, hits in lists.items():
                 runs[name].append(measures([h.key for h in hits], qrels[q["_id"]]))
             for dense_name in ("dense", "dense+late"):
@@ -107,6 +110,8 @@ def main() -> None:
     for name, figures in results.items():
         print(f"{args.dataset.name:22} {name:30} " + "  ".join(
             f"{m} {v:.3f}" for m, v in figures.items()), file=sys.stderr, flush=True)
+    if args.dump:
+        args.dump.write_text(json.dumps(dump))
     if args.json:
         print(json.dumps({"dataset": args.dataset.name, "index": str(folder), "results": results}))
 

@@ -42,6 +42,7 @@ log = logging.getLogger("searchkit")
 TABLES = ("documents", "chunks")
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")
+QUERY_CACHE = 32  # query embeddings kept per open index
 
 
 @dataclass
@@ -82,6 +83,7 @@ class SearchIndex:
         self._embedder: Embedder | None = None
         self._ann: dict[str, VectorIndex] = {}
         self._ann_generation: dict[str, int] = {}
+        self._query_cache: dict[str, np.ndarray] = {}
 
     # -- opening --------------------------------------------------------------------------
 
@@ -470,7 +472,7 @@ class SearchIndex:
         match = ranking.fts_query(query)
         if mode == "keyword" and match is None:
             return []
-        qvec = self.embedder.encode_queries([query])[0] if mode != "keyword" else None
+        qvec = self._query_vector(query) if mode != "keyword" else None
         if chunks:
             return self._search_chunks(qvec, match if mode != "dense" else None, k, where, fusion)
         allowed = self.store.filtered_ids(where) if where else None
@@ -493,6 +495,17 @@ class SearchIndex:
             final = vector if mode == "dense" else lists["keyword"]
         order = sorted(final, key=lambda i: -final[i])[:k]
         return self._hits(order, final, qvec, match, lists)
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding; the last few are kept, as one query is often asked again
+        with other filters, modes or ``k``."""
+        qvec = self._query_cache.pop(query, None)
+        if qvec is None:
+            qvec = self.embedder.encode_queries([query])[0]
+        self._query_cache[query] = qvec
+        while len(self._query_cache) > QUERY_CACHE:
+            del self._query_cache[next(iter(self._query_cache))]
+        return qvec
 
     def _ann_top(self, table: str, qvec: np.ndarray, n: int,
                  allowed: np.ndarray | None = None) -> dict[int, float]:

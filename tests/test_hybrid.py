@@ -126,10 +126,10 @@ def test_hostile_queries_never_break_fts(small_chunks):
     with SearchIndex.open(config=small_chunks, create=True) as ix:
         ix.add_records(NOTES)
         for text in HOSTILE:
-            for mode in ("keyword", "hybrid"):
-                hits = ix.search(text, mode=mode, k=3)
-                assert len(hits) <= 3, (text, mode)
+            assert len(ix.search(text, mode="keyword", k=3)) <= 3, text
             ix.search(text, mode="keyword", chunks=True, k=3)
+        for text in HOSTILE[:12:3]:  # hybrid runs the same keyword query; a few suffice
+            assert len(ix.search(text, mode="hybrid", k=3)) == 3, text
         assert ix.store.count("documents") == 6
         # Operators are words, quotes are characters, wildcards are literal.
         assert ix.search("NOT", mode="keyword") == []
