@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/searchkit-eval"))
     parser.add_argument("--set", action="append", default=[], help="index-time KEY=VALUE")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--max-docs", type=int, help="index only the first N documents")
     parser.add_argument("--dump", type=Path, help="write every query's candidate lists here")
     args = parser.parse_args()
     overrides = {"model.name": "all-MiniLM-L6-v2"}
@@ -70,6 +71,12 @@ def main() -> None:
     folder = args.work / (args.dataset.name + suffix)
     base = load_config(overrides=overrides, discover=False)
     corpus, queries, qrels = load(args.dataset)
+    if args.max_docs:
+        # A prefix of the corpus, and only the queries whose relevant documents are all in it
+        # (for sets too large to embed on a busy machine; the table says so).
+        corpus = corpus[:args.max_docs]
+        kept = {d["_id"] for d in corpus}
+        queries = [q for q in queries if set(qrels[q["_id"]]) <= kept]
     started = time.perf_counter()
     with SearchIndex.open(folder, config=base, create=True) as ix:
         report = ix.add_records({"id": d["_id"], "text": (d["title"] + "\n\n" + d["text"]) if d["title"] else d["text"],
@@ -99,7 +106,7 @@ def main() -> None:
                 runs[name].append(measures([h.key for h in hits], qrels[q["_id"]]))
             for dense_name in ("dense", "dense+late"):
                 for fname, (method, weight, rrf_k) in FUSIONS.items():
-                    fused = fuse(scores[dense_name], scores["keyword"], method, weight, rrf_k)
+                    fused = fuse(scores[dense_name], scores["keyword"], method, weight, rrf_k, depth)
                     ranked = sorted(fused, key=lambda d: (-fused[d], d))
                     runs[f"hybrid {fname}" + (" +late" if dense_name != "dense" else "")].append(
                         measures(ranked, qrels[q["_id"]]))

@@ -490,7 +490,7 @@ class SearchIndex:
         vector = lists.get("late", lists.get("dense", {}))
         if mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], fusion, settings.keyword_weight,
-                                 settings.rrf_k)
+                                 settings.rrf_k, depth)
         else:
             final = vector if mode == "dense" else lists["keyword"]
         order = sorted(final, key=lambda i: -final[i])[:k]
@@ -574,8 +574,8 @@ class SearchIndex:
         dense = self._ann_top("chunks", qvec, depth, self.store.filtered_ids(where, "chunks")
                               if where else None) if qvec is not None else {}
         keyword = self.store.keyword_chunks(match, limit=depth, where=where) if match else {}
-        final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k) \
-            if both else dense or keyword
+        final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k,
+                             depth) if both else dense or keyword
         order = sorted(final, key=lambda i: -final[i])[:k]
         chunks = self.store.chunks(order)
         rows = self.store.documents({c.doc_id for c in chunks.values()})

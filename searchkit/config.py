@@ -76,12 +76,12 @@ class SearchConfig:
     """Query-time defaults."""
 
     k: int = 10
-    mode: str = "dense"
+    mode: str = "hybrid"
     rerank: str = "none"
     rerank_depth: int = 50
     chunk_weight: float = 0.7
-    fusion: str = "rrf"
-    keyword_weight: float = 0.5
+    fusion: str = "weighted"
+    keyword_weight: float = 0.2
     rrf_k: int = 60
     snippet_words: int = 40
 

@@ -69,40 +69,42 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60,
     return fused
 
 
-def minmax(scores: Mapping[int, float]) -> dict[int, float]:
-    """Scale scores to [0, 1] over the given candidates (all 1.0 when they are equal)."""
-    if not scores:
-        return {}
-    low, high = min(scores.values()), max(scores.values())
-    if high - low <= 1e-12:
-        return {i: 1.0 for i in scores}
-    return {i: (s - low) / (high - low) for i, s in scores.items()}
-
-
 def weighted_fusion(dense: Mapping[int, float], keyword: Mapping[int, float],
-                    keyword_weight: float) -> dict[int, float]:
-    """Convex combination ``(1 − w)·dense′ + w·keyword′`` of min-max normalised scores.
+                    keyword_weight: float, depth: int | None = None) -> dict[int, float]:
+    """``(1 − w)·cosine + w·BM25 / best BM25`` over the union of both candidate lists.
 
-    Each list is min-max scaled over its own candidates (the top ``n`` that list returned), so
-    its best candidate scores 1 and its worst 0; a document missing from one list scores 0
-    there, i.e. no better than that list's last candidate. Cosine and BM25 live on different
-    scales (BM25 grows with query length and corpus statistics), which is why raw scores are
-    never added.
+    The cosine is used as it is: it already lives on a fixed scale, and its level says how
+    sure the vectors are (when every candidate scores about the same, the dense side barely
+    moves the order). BM25 is unbounded and grows with query length, so it is divided by the
+    best BM25 among the keyword candidates (ratios, hence BM25's own confidence, are kept).
+    A document missing from a list gets the most it can score there: that list's lowest
+    candidate score, or 0 for BM25 when the keyword list is complete (shorter than ``depth``,
+    the number asked for), since then a missing document matched no query term. Min-max
+    scaling both lists, the textbook alternative, stretches an undecided list to the full
+    [0, 1] range: it ties on git_whatis and loses badly where one list is decisive (passkey
+    sets; BENCHMARKS.md, "Hybrid search").
     """
-    d, kw = minmax(dense), minmax(keyword)
-    return {i: (1.0 - keyword_weight) * d.get(i, 0.0) + keyword_weight * kw.get(i, 0.0)
-            for i in dict.fromkeys([*dense, *keyword])}
+    if not keyword:
+        return dict(dense)
+    best = max(keyword.values())
+    kw = {i: s / best for i, s in keyword.items()} if best > 0 else {i: 0.0 for i in keyword}
+    floor_dense = min(dense.values()) if dense else 0.0
+    floor_kw = min(kw.values()) if depth is None or len(kw) >= depth else 0.0
+    return {i: (1.0 - keyword_weight) * dense.get(i, floor_dense)
+            + keyword_weight * kw.get(i, floor_kw) for i in dict.fromkeys([*dense, *keyword])}
 
 
 def fuse(dense: Mapping[int, float], keyword: Mapping[int, float], method: str,
-         keyword_weight: float = 0.5, rrf_k: int = 60) -> dict[int, float]:
-    """Fuse a dense and a keyword ranking (``id → score``, higher better).
+         keyword_weight: float = 0.5, rrf_k: int = 60, depth: int | None = None) -> dict[int, float]:
+    """Fuse a dense (cosine) and a keyword (BM25) ranking, ``id → score``, higher better.
 
-    ``rrf`` weighs the lists ``2·(1 − w)`` and ``2·w`` (so ``w = 0.5`` is plain RRF);
-    ``weighted`` is :func:`weighted_fusion`. A list that is empty leaves the other's order.
+    ``weighted`` is :func:`weighted_fusion` (``depth``: candidates asked of each list);
+    ``rrf`` weighs the lists' reciprocal ranks
+    ``2·(1 − w)`` and ``2·w`` (so ``w = 0.5`` is plain RRF). A list that is empty leaves the
+    other's order.
     """
     if method == "weighted":
-        return weighted_fusion(dense, keyword, keyword_weight)
+        return weighted_fusion(dense, keyword, keyword_weight, depth)
     order = [sorted(dense, key=lambda i: -dense[i]), sorted(keyword, key=lambda i: -keyword[i])]
     return rrf(order, rrf_k, [2.0 * (1.0 - keyword_weight), 2.0 * keyword_weight])
 

@@ -13,7 +13,7 @@ from searchkit.config import ChunkingConfig
 from searchkit.documents import record_document
 from searchkit.errors import InputError
 from searchkit.records import Chunk, EmbeddedDocument
-from searchkit.search import fts_query, fuse, minmax, weighted_fusion
+from searchkit.search import fts_query, fuse, weighted_fusion
 from searchkit.store import DB_NAME, Store, migrations
 
 # Six notes full of look-alike codes; only n2 holds ZX-4417-Q, buried in unrelated talk, so
@@ -189,10 +189,12 @@ def test_keyword_mode_does_not_load_the_model(small_chunks):
 def test_fusion_arithmetic():
     dense = {1: 0.9, 2: 0.5, 3: 0.1}
     keyword = {3: 12.0, 4: 6.0}
-    assert minmax(dense) == {1: 1.0, 2: 0.5, 3: 0.0}
-    assert minmax({7: 3.0}) == {7: 1.0}
+    # Cosines as they are; BM25 over the best BM25; a missing document gets the list's floor.
     fused = weighted_fusion(dense, keyword, 0.5)
-    assert fused == pytest.approx({1: 0.5, 2: 0.25, 3: 0.5, 4: 0.0})
+    assert fused == pytest.approx({1: 0.7, 2: 0.5, 3: 0.55, 4: 0.3})
+    assert weighted_fusion(dense, {}, 0.5) == dense
+    # A complete keyword list (fewer than asked for): the others matched nothing, BM25 0.
+    assert weighted_fusion(dense, keyword, 0.5, depth=50)[1] == pytest.approx(0.45)
     rrf = fuse(dense, keyword, "rrf", 0.5, 60)
     assert rrf[3] == pytest.approx(1 / 63 + 1 / 61)
     assert rrf[1] == pytest.approx(1 / 61)
