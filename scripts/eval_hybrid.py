@@ -88,10 +88,7 @@ def main() -> None:
     dump: list[dict] = []
     t0 = time.perf_counter()
     with SearchIndex.open(folder, config=base) as ix:
-        # Each query is searched four ways: embed it once (the CPU here is shared and slow).
-        encode, seen = ix.embedder.encode_queries, {}
-        ix.embedder.encode_queries = lambda texts: seen.get(tuple(texts)) if tuple(texts) in seen \
-            else seen.setdefault(tuple(texts), encode(texts))
+        # Each query is searched four ways; SearchIndex embeds it once (its query cache).
         for q in queries:
             lists = {
                 "dense": ix.search(q["text"], k=depth, mode="dense"),
