@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -143,3 +146,12 @@ def test_malformed_filters_are_one_line_errors(run, tmp_path, args, message):
     result = run("query", "bread", "--index", tmp_path / "none", *args)
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output
+
+
+def test_commands_that_need_no_model_do_not_import_torch():
+    """Startup cost: torch, sentence-transformers and bs4 load only when a command needs them."""
+    code = ("import sys, searchkit.cli; "
+            "print(sorted(m for m in ('torch', 'sentence_transformers', 'bs4') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"

@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import ModelError, ModelNotFoundError, UnsupportedModelError
-from . import jinabert
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,11 @@ def locate(name: str, network_timeout: float = 2.0, allow_download: bool = True)
 
 def load_folder(folder: Path, device: str = "cpu", trust_remote_code: bool = False):
     """Load a model folder as a SentenceTransformer; jina-v2 checkpoints use the native JinaBERT."""
+    # Imported here, not at the top, for startup cost only (no cycle): both pull in torch
+    # (seconds), which `searchkit info`, `remove`, `rebuild` and `--help` never need.
     from sentence_transformers import SentenceTransformer
+
+    from . import jinabert
 
     if jinabert.is_jina_v2_folder(folder):
         return jinabert.build_sentence_transformer(folder, device=device)
