@@ -36,6 +36,7 @@ import common
 from common import median, pct
 
 import faiss  # noqa: E402
+from searchkit import ann  # noqa: E402
 from searchkit.ann import AnnParams, VectorIndex, choose_params  # noqa: E402
 from searchkit.config import AnnConfig, ModelConfig  # noqa: E402
 
@@ -48,11 +49,29 @@ def real_pool(source: Path | None) -> np.ndarray:
     if source is not None:
         rows = sqlite3.connect(source).execute("SELECT vector FROM chunks").fetchall()
         return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-    return np.concatenate([np.load(VECTORS / f"{d}.chunks.npy") for d in DATASETS])
+    parts = []
+    for d in available():
+        done = VECTORS / f"{d}.chunks.npy"
+        parts.append(np.load(done) if done.exists() else np.load(VECTORS / f"{d}.partial.npz")["chunks"])
+    return np.concatenate(parts)
+
+
+def available() -> list[str]:
+    """Corpora with vectors: finished, or cut short (``real_vectors.py`` checkpoints as it goes)."""
+    return [d for d in DATASETS if (VECTORS / f"{d}.chunks.npy").exists()
+            or (VECTORS / f"{d}.partial.npz").exists()]
 
 
 def query_vectors() -> np.ndarray:
-    return np.concatenate([np.load(VECTORS / f"{d}.queries.npy") for d in DATASETS])
+    """The eval queries of the corpora in the pool, embedded by searchkit."""
+    out = []
+    for d in available():
+        path = VECTORS / f"{d}.queries.npy"
+        if not path.exists():
+            from searchkit.embedding.embedder import Embedder
+            np.save(path, Embedder.load(ModelConfig(name="all-MiniLM-L6-v2")).encode_queries(common.eval_queries(d)))
+        out.append(np.load(path))
+    return np.concatenate(out)
 
 
 def synthetic(pool: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:
@@ -61,7 +80,7 @@ def synthetic(pool: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarr
     dim = pool.shape[1]
     # 10 nearest real neighbours of every real vector (IVF, good enough to pick a neighbour).
     nlist = int(4 * math.sqrt(len(pool)))
-    ivf = VectorIndex.build(AnnParams("ivf", nlist=nlist), dim, np.arange(len(pool)), pool)
+    ivf = build(AnnParams("ivf", nlist=nlist), pool, 64)
     ivf.index.nprobe = 32
     _, nn = ivf.index.search(pool, 11)
     extra = max(0, n - len(pool))
@@ -76,81 +95,127 @@ def synthetic(pool: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarr
     return out[rng.permutation(len(out))][:n]
 
 
-def settings(n: int, with_hnsw: bool) -> list[tuple[str, AnnParams, dict]]:
-    """(label, structure, search knobs): the defaults that ``auto`` picks, and a few others."""
+def settings(n: int, with_hnsw: bool, train: int) -> list[tuple[str, AnnParams, dict, int]]:
+    """(label, structure, search knobs, IVF training points per list): defaults and a few others."""
     cfg = AnnConfig()
     nl = choose_params(AnnConfig(type="ivf"), n).nlist
-    out = [("flat", AnnParams("flat"), {})]
+    out = [("flat", AnnParams("flat"), {}, train)]
     for probe in (1, 4, 8, 16, 32, 64):
         out.append((f"ivf nlist={nl} nprobe={probe}" + (" (default)" if probe == cfg.nprobe else ""),
-                    AnnParams("ivf", nlist=nl), {"nprobe": probe}))
+                    AnnParams("ivf", nlist=nl), {"nprobe": probe}, train))
     if n >= 100_000:
-        nl2 = nl // 4
         for probe in (4, 16):
-            out.append((f"ivf nlist={nl2} nprobe={probe}", AnnParams("ivf", nlist=nl2), {"nprobe": probe}))
+            out.append((f"ivf nlist={nl // 4} nprobe={probe}", AnnParams("ivf", nlist=nl // 4),
+                        {"nprobe": probe}, train))
+        if train > 64:
+            for probe in (16, 32):
+                out.append((f"ivf nlist={nl} nprobe={probe}, trained on 64/list", AnnParams("ivf", nlist=nl),
+                            {"nprobe": probe}, 64))
     if with_hnsw:
         for m in (16, 32):
             for ef in (16, 32, 64, 128):
                 default = m == cfg.hnsw_m and ef == cfg.ef_search
                 out.append((f"hnsw M={m} efC={cfg.ef_construction} efSearch={ef}" + (" (default)" if default else ""),
-                            AnnParams("hnsw", hnsw_m=m, ef_construction=cfg.ef_construction), {"ef_search": ef}))
+                            AnnParams("hnsw", hnsw_m=m, ef_construction=cfg.ef_construction),
+                            {"ef_search": ef}, train))
     return out
+
+
+def build(params: AnnParams, base: np.ndarray, train: int) -> VectorIndex:
+    """``VectorIndex.build``; IVF trained on ``train`` points per list (searchkit: up to 256)."""
+    original = ann._training_sample
+    if params.kind == "ivf" and train != 256:
+        ann._training_sample = lambda v, nlist: original(v, nlist * train // 256)
+    try:
+        return VectorIndex.build(params, base.shape[1], np.arange(len(base), dtype=np.int64), base)
+    finally:
+        ann._training_sample = original
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth)]))
 
 
-def time_queries(index: VectorIndex, queries: np.ndarray, knobs: dict) -> tuple[list[float], np.ndarray]:
-    times, ids = [], []
+def time_queries(index: VectorIndex, queries: np.ndarray, knobs: dict) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds (this thread's: one query runs on one thread) of each single-query search."""
+    wall, cpu = [], []
     for q in queries:
-        t0 = time.perf_counter()
-        _, found = index.search(q, K, **knobs)
-        times.append(time.perf_counter() - t0)
-        ids.append(found[0])
-    return times, np.stack(ids)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        index.search(q, K, **knobs)
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return wall, cpu
 
 
-def bench_collection(label: str, base: np.ndarray, queries: np.ndarray, lat_queries: int,
-                     repeats: int, with_hnsw: bool, tmp: Path) -> list[dict]:
+def bench_collection(label: str, base: np.ndarray, queries: np.ndarray, args, tmp: Path) -> list[dict]:
     n, dim = base.shape
-    ids = np.arange(n, dtype=np.int64)
     truth = faiss.IndexFlatIP(dim)
     truth.add(base)
     _, gt = truth.search(queries, K)
     del truth
-    built: dict[AnnParams, tuple[VectorIndex, float, int, int]] = {}
+    built: dict[tuple, tuple[VectorIndex, float, int, int]] = {}
     rows = []
-    plan = settings(n, with_hnsw)
-    for name, params, knobs in plan:
-        if params not in built:
+    plan = settings(n, n <= args.hnsw_max, args.train_per_list)
+    for name, params, knobs, train in plan:
+        key = (params, train)
+        if key not in built:
             t0 = time.perf_counter()
-            index = VectorIndex.build(params, dim, ids, base)
+            index = build(params, base, train)
             seconds = time.perf_counter() - t0
             path = tmp / "x.faiss"
             index.save(path)
-            built[params] = (index, seconds, path.stat().st_size, index.memory_bytes())
+            built[key] = (index, seconds, path.stat().st_size, index.memory_bytes())
             path.unlink()
-            print(f"{label} n={n:,}: built {params.as_dict()} in {seconds:.1f}s", file=sys.stderr, flush=True)
-        index, seconds, disk, mem = built[params]
+            print(f"{label} n={n:,}: built {params.as_dict()} (train {train}/list) in {seconds:.1f}s",
+                  file=sys.stderr, flush=True)
+        index, seconds, disk, mem = built[key]
         _, found = index.search(queries, K, **knobs)  # recall over every query (batched, same result)
         rows.append({"collection": label, "n": n, "setting": name, "params": params.as_dict(), "knobs": knobs,
-                     "build_s": seconds, "disk_bytes_per_vector": disk / n,
-                     "memory_bytes_per_vector": mem / n, "recall": recall_at_k(found, gt), "times": []})
-    lat = queries[:lat_queries]
-    for rep in range(repeats):  # interleaved: every setting once per repeat
-        for row, (name, params, knobs) in zip(rows, plan):
-            index = built[params][0]
+                     "train_per_list": train, "build_s": seconds, "disk_bytes_per_vector": disk / n,
+                     "memory_bytes_per_vector": mem / n, "recall": recall_at_k(found, gt),
+                     "times": [], "cpu": [], "times_omp": []})
+    lat = queries[:args.latency_queries]
+    omp = faiss.omp_get_max_threads()
+    for rep in range(args.repeats):  # interleaved: every setting once per repeat
+        for row, (name, params, knobs, train) in zip(rows, plan):
+            index = built[(params, train)][0]
             if rep == 0:
                 time_queries(index, lat[:20], knobs)  # warm-up
-            times, _ = time_queries(index, lat, knobs)
+            times, cpu = time_queries(index, lat, knobs)
             row["times"].extend(times)
+            row["cpu"].extend(cpu)
+            if "default" in name or name == "flat":
+                # The same searches as FAISS runs them by default: its whole OpenMP team per call.
+                row["times_omp"].extend(time_raw(index, lat, knobs))
     for row in rows:
-        t = row.pop("times")
+        t, t_omp, cpu = row.pop("times"), row.pop("times_omp"), row.pop("cpu")
         row["p50_ms"], row["p95_ms"] = pct(t, 50) * 1e3, pct(t, 95) * 1e3
-        print(f"{label} n={n:,} {row['setting']}: recall@10 {row['recall']:.3f}, p50 {row['p50_ms']:.2f} ms, "
-              f"p95 {row['p95_ms']:.2f} ms", file=sys.stderr, flush=True)
+        row["cpu_p50_ms"], row["cpu_p95_ms"] = pct(cpu, 50) * 1e3, pct(cpu, 95) * 1e3
+        if t_omp:
+            row["omp_threads"] = omp
+            row["p50_ms_omp"], row["p95_ms_omp"] = pct(t_omp, 50) * 1e3, pct(t_omp, 95) * 1e3
+        print(f"{label} n={n:,} {row['setting']}: recall@10 {row['recall']:.3f}, CPU p50 {row['cpu_p50_ms']:.2f} ms, "
+              f"p50 {row['p50_ms']:.2f} ms, "
+              f"p95 {row['p95_ms']:.2f} ms" + (f"; {omp} OpenMP threads: p50 {row['p50_ms_omp']:.2f}, "
+                                                f"p95 {row['p95_ms_omp']:.2f}" if t_omp else ""),
+              file=sys.stderr, flush=True)
     return rows
+
+
+def time_raw(index: VectorIndex, queries: np.ndarray, knobs: dict) -> list[float]:
+    """Single-query searches straight through FAISS with its default thread count."""
+    params = None
+    if "nprobe" in knobs:
+        params = faiss.SearchParametersIVF(nprobe=knobs["nprobe"])
+    elif "ef_search" in knobs:
+        params = faiss.SearchParametersHNSW(efSearch=knobs["ef_search"])
+    times = []
+    for q in queries:
+        q = q[None, :]
+        t0 = time.perf_counter()
+        index.index.search(q, K, params=params)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def embed_latency(texts: list[str], repeats: int) -> dict:
@@ -166,6 +231,17 @@ def embed_latency(texts: list[str], repeats: int) -> dict:
     return {"p50_ms": pct(times, 50) * 1e3, "p95_ms": pct(times, 95) * 1e3, "n": len(times)}
 
 
+def print_table(result: dict) -> None:
+    print("\n| vectors | n | setting | recall@10 | CPU p50 / p95 ms | wall p50 / p95 ms | "
+          "wall, FAISS default threads: p50 / p95 ms | build s | disk B/vec | RAM B/vec |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in result["rows"]:
+        omp = f"{r['p50_ms_omp']:.2f} / {r['p95_ms_omp']:.2f}" if "p50_ms_omp" in r else ""
+        print(f"| {r['collection']} | {r['n']:,} | {r['setting']} | {r['recall']:.3f} | "
+              f"{r['cpu_p50_ms']:.2f} / {r['cpu_p95_ms']:.2f} | {r['p50_ms']:.2f} / {r['p95_ms']:.2f} | {omp} | {r['build_s']:.1f} | {r['disk_bytes_per_vector']:.0f} | "
+              f"{r['memory_bytes_per_vector']:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -174,10 +250,16 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="also a synthetic collection of the largest real size")
     ap.add_argument("--hnsw-max", type=int, default=100_000, help="build HNSW only up to this size")
     ap.add_argument("--latency-queries", type=int, default=200)
+    ap.add_argument("--train-per-list", type=int, default=256,
+                    help="IVF training points per list (searchkit: 256; less builds faster at 1M)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-embed", action="store_true", help="skip the query-embedding latency")
     ap.add_argument("--json", type=Path, default=common.OUT / "bench_query.json")
+    ap.add_argument("--table", type=Path, default=None, help="print the table of a saved --json and exit")
     args = ap.parse_args()
+    if args.table:
+        print_table(json.loads(args.table.read_text()))
+        return
 
     pool = real_pool(args.source)
     queries = np.ascontiguousarray(query_vectors())
@@ -188,19 +270,17 @@ def main() -> None:
     result = {"machine": common.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "pool": len(pool), "queries": len(queries), "noise": args.noise, "rows": []}
     if not args.no_embed:
-        texts = [q for d in DATASETS for q in common.eval_queries(d)][:args.latency_queries]
+        texts = [q for d in available() for q in common.eval_queries(d)][:args.latency_queries]
         result["embed"] = embed_latency(texts, args.repeats)
         print(f"query embedding: {result['embed']}", file=sys.stderr, flush=True)
     real_sizes = [n for n in args.sizes if n <= len(pool)]
     for n in args.sizes:
         if n <= len(pool):
             base = np.ascontiguousarray(pool[np.sort(rng.choice(len(pool), n, replace=False))])
-            result["rows"] += bench_collection("real", base, queries, args.latency_queries, args.repeats,
-                                               n <= args.hnsw_max, tmp)
+            result["rows"] += bench_collection("real", base, queries, args, tmp)
         else:
             base = synthetic(pool, n, args.noise)
-            result["rows"] += bench_collection("synthetic", base, queries, args.latency_queries,
-                                               args.repeats, n <= args.hnsw_max, tmp)
+            result["rows"] += bench_collection("synthetic", base, queries, args, tmp)
         del base
         args.json.write_text(json.dumps(result, indent=2))
     if args.check and real_sizes:
@@ -208,15 +288,9 @@ def main() -> None:
         # As many real anchors per synthetic point as the largest synthetic size has.
         anchors = max(n * len(pool) // max(args.sizes + [n]), 1000)
         base = synthetic(pool[rng.permutation(len(pool))[:anchors]], n, args.noise, seed=2)
-        result["rows"] += bench_collection("synthetic-check", base, queries, args.latency_queries,
-                                           args.repeats, n <= args.hnsw_max, tmp)
+        result["rows"] += bench_collection("synthetic-check", base, queries, args, tmp)
     args.json.write_text(json.dumps(result, indent=2))
-    print("\n| vectors | n | setting | recall@10 | search p50 ms | p95 ms | build s | disk B/vec | RAM B/vec |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in result["rows"]:
-        print(f"| {r['collection']} | {r['n']:,} | {r['setting']} | {r['recall']:.3f} | {r['p50_ms']:.2f} | "
-              f"{r['p95_ms']:.2f} | {r['build_s']:.1f} | {r['disk_bytes_per_vector']:.0f} | "
-              f"{r['memory_bytes_per_vector']:.0f} |")
+    print_table(result)
     if "embed" in result:
         e = result["embed"]
         print(f"\nquery embedding (all-MiniLM-L6-v2, one query per call): p50 {e['p50_ms']:.1f} ms, "

@@ -142,7 +142,17 @@ class VectorIndex:
             params = faiss.SearchParameters(**kwargs) if kwargs else None
         # IndexIDMap2 applies the selector to its own (external) ids and forwards the rest
         # to the index it wraps.
-        return self.index.search(queries, k, params=params)
+        if len(queries) > 1:
+            return self.index.search(queries, k, params=params)
+        # Flat, IVF and HNSW all spread work over queries, so one query runs on one thread
+        # anyway; waking the OpenMP team for it cost 30-100 ms per query on busy cores
+        # (BENCHMARKS.md, "Query latency"). One thread for one query loses nothing when idle.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self.index.search(queries, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     # -- files ----------------------------------------------------------------------------
 
