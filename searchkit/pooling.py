@@ -75,11 +75,16 @@ def pool_spans(tokens: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarr
     n_tokens = tokens.shape[0] - SPECIAL_TOKENS
     if not spans:
         return np.zeros((0, tokens.shape[1]), dtype=np.float32)
-    # Prefix sums make every span mean O(1) however many spans there are.
-    cumsum = np.concatenate([np.zeros((1, tokens.shape[1]), dtype=np.float64),
-                             np.cumsum(tokens, axis=0, dtype=np.float64)])
     rows = np.array([span_rows(s, n_tokens) for s in spans])
-    sums = cumsum[rows[:, 1]] - cumsum[rows[:, 0]]
+    if rows[0, 0] == 0 and rows[-1, 1] == tokens.shape[0] and np.array_equal(rows[1:, 0], rows[:-1, 1]):
+        # Spans that tile the document (what chunking makes): one summing pass, no float64
+        # copy of the matrix; 2.4x faster than the prefix sums on 8192 tokens (BENCHMARKS.md).
+        sums = np.add.reduceat(tokens, rows[:, 0], axis=0, dtype=np.float64)
+    else:
+        # Prefix sums make every span mean O(1) however many spans there are.
+        cumsum = np.concatenate([np.zeros((1, tokens.shape[1]), dtype=np.float64),
+                                 np.cumsum(tokens, axis=0, dtype=np.float64)])
+        sums = cumsum[rows[:, 1]] - cumsum[rows[:, 0]]
     return (sums / (rows[:, 1] - rows[:, 0])[:, None]).astype(np.float32)
 
 

@@ -38,3 +38,12 @@ def test_pooled_vector_is_the_mean_of_its_span_with_specials_at_the_ends():
     np.testing.assert_allclose(pooled[0], tokens[0:4].mean(0), rtol=1e-5)     # [CLS] + 3
     np.testing.assert_allclose(pooled[1], tokens[4:8].mean(0), rtol=1e-5)
     np.testing.assert_allclose(pooled[2], tokens[8:12].mean(0), rtol=1e-5)    # 3 + [SEP]
+
+
+def test_spans_that_overlap_or_leave_gaps_pool_the_same_way():
+    rng = np.random.default_rng(1)
+    tokens = rng.normal(size=(10 + 2, 4)).astype(np.float32)
+    pooled = pool_spans(tokens, [(0, 3), (2, 5), (7, 10)])  # not a tiling: the general path
+    np.testing.assert_allclose(pooled[0], tokens[0:4].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(pooled[1], tokens[3:6].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(pooled[2], tokens[8:12].mean(0), rtol=1e-5)
