@@ -95,15 +95,15 @@ def synthetic(pool: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarr
     return out[rng.permutation(len(out))][:n]
 
 
-def settings(n: int, with_hnsw: bool, train: int) -> list[tuple[str, AnnParams, dict, int]]:
+def settings(n: int, with_hnsw: bool, train: int, lean: bool = False) -> list[tuple[str, AnnParams, dict, int]]:
     """(label, structure, search knobs, IVF training points per list): defaults and a few others."""
     cfg = AnnConfig()
     nl = choose_params(AnnConfig(type="ivf"), n).nlist
     out = [("flat", AnnParams("flat"), {}, train)]
-    for probe in (1, 4, 8, 16, 32, 64):
+    for probe in ((8, 16, 32, 64) if lean else (1, 4, 8, 16, 32, 64)):
         out.append((f"ivf nlist={nl} nprobe={probe}" + (" (default)" if probe == cfg.nprobe else ""),
                     AnnParams("ivf", nlist=nl), {"nprobe": probe}, train))
-    if n >= 100_000:
+    if n >= 100_000 and not lean:
         for probe in (4, 16):
             out.append((f"ivf nlist={nl // 4} nprobe={probe}", AnnParams("ivf", nlist=nl // 4),
                         {"nprobe": probe}, train))
@@ -155,7 +155,7 @@ def bench_collection(label: str, base: np.ndarray, queries: np.ndarray, args, tm
     del truth
     built: dict[tuple, tuple[VectorIndex, float, int, int]] = {}
     rows = []
-    plan = settings(n, n <= args.hnsw_max, args.train_per_list)
+    plan = settings(n, n <= args.hnsw_max, args.train_per_list, args.lean)
     for name, params, knobs, train in plan:
         key = (params, train)
         if key not in built:
@@ -248,12 +248,15 @@ def main() -> None:
     ap.add_argument("--source", type=Path, default=None, help="a searchkit.db to read real chunk vectors from")
     ap.add_argument("--noise", type=float, default=0.01, help="synthetic: Gaussian noise per dimension")
     ap.add_argument("--check", action="store_true", help="also a synthetic collection of the largest real size")
+    ap.add_argument("--anchor-share", type=float, default=None,
+                    help="--check: real anchors / synthetic size (default: as in the largest synthetic size)")
     ap.add_argument("--hnsw-max", type=int, default=100_000, help="build HNSW only up to this size")
     ap.add_argument("--latency-queries", type=int, default=200)
     ap.add_argument("--train-per-list", type=int, default=256,
                     help="IVF training points per list (searchkit: 256; less builds faster at 1M)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-embed", action="store_true", help="skip the query-embedding latency")
+    ap.add_argument("--lean", action="store_true", help="only flat and the default IVF structure (for 1M on a busy machine)")
     ap.add_argument("--json", type=Path, default=common.OUT / "bench_query.json")
     ap.add_argument("--table", type=Path, default=None, help="print the table of a saved --json and exit")
     args = ap.parse_args()
@@ -285,8 +288,10 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=2))
     if args.check and real_sizes:
         n = max(real_sizes)
-        # As many real anchors per synthetic point as the largest synthetic size has.
-        anchors = max(n * len(pool) // max(args.sizes + [n]), 1000)
+        result["anchor_share"] = args.anchor_share or len(pool) / max(args.sizes + [n])
+        # As many real anchors per synthetic point as the largest synthetic size has (or --anchor-share).
+        share = args.anchor_share or len(pool) / max(args.sizes + [n])
+        anchors = max(int(n * share), 1000)
         base = synthetic(pool[rng.permutation(len(pool))[:anchors]], n, args.noise, seed=2)
         result["rows"] += bench_collection("synthetic-check", base, queries, args, tmp)
     args.json.write_text(json.dumps(result, indent=2))
