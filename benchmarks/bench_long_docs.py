@@ -64,10 +64,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--batch-tokens", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each worker")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--lengths", type=int, nargs="+", default=[512, 2048, 8192])
     args = ap.parse_args()
     if args.worker:
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         print(json.dumps(worker(args.worker, args.batch_tokens)))
         return
     rows = {}
@@ -76,6 +80,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--worker", str(n)]
             if args.batch_tokens:
                 cmd += ["--batch-tokens", str(args.batch_tokens)]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 raise SystemExit(proc.stderr[-3000:])

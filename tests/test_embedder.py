@@ -1,6 +1,7 @@
 """The embedder on the real offline model: token paths, windows and late chunking."""
 
 import numpy as np
+import torch
 
 from searchkit.chunking import covers_exactly, fixed_spans
 from searchkit.config import ChunkingConfig
@@ -78,3 +79,12 @@ def test_query_vectors_match_the_model(embedder):
     q = "where do rivers meet the sea"
     np.testing.assert_allclose(embedder.encode_queries([q])[0],
                                embedder.model.encode([q], normalize_embeddings=True)[0], atol=1e-5)
+
+
+def test_one_query_runs_on_one_thread_and_matches_the_batch(embedder):
+    before = torch.get_num_threads()
+    queries = ["how do rivers shape towns", "bridges over water"]
+    batch = embedder.encode_queries(queries)
+    single = np.stack([embedder.encode_queries([q])[0] for q in queries])
+    np.testing.assert_allclose(single, batch, atol=1e-5)
+    assert torch.get_num_threads() == before

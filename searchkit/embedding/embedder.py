@@ -9,10 +9,11 @@ one forward pass serves both.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -150,7 +151,10 @@ class Embedder:
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Normalised query vectors, through the same token path as documents (truncated to one window)."""
         toks = [self.tokenize(q).ids[: self.info.window_tokens - SPECIAL_TOKENS] for q in queries]
-        return self.embed_pieces(toks)
+        if len(toks) != 1:
+            return self.embed_pieces(toks)
+        with _one_thread():
+            return self.embed_pieces(toks)
 
     def _forward_pieces(self, pieces: Sequence[np.ndarray], progress: ProgressFn | None) -> list[np.ndarray]:
         """Token embeddings of ``[CLS] piece [SEP]`` for each piece, batched by token budget."""
@@ -190,6 +194,26 @@ class Embedder:
         if batch:
             run(batch)
         return results
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread for the block (a single query: a few dozen tokens).
+
+    Splitting so small an input across threads gains nothing, and on busy cores waiting for
+    the other threads made one query 14x slower (BENCHMARKS.md, "Query latency").
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _dimension(model) -> int:
