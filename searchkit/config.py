@@ -53,9 +53,9 @@ class AnnConfig:
     """The FAISS index over the vectors kept in SQLite."""
 
     type: str = "auto"
-    auto_flat_max: int = 50_000
+    auto_flat_max: int = 100_000
     nlist: int | None = None
-    nprobe: int = 16
+    nprobe: int = 32
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 64

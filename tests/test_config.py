@@ -30,7 +30,7 @@ def test_precedence_flag_over_env_over_file(tmp_path):
     assert config.search.k == 7                # flag wins
     assert config.model.batch_tokens == 200    # env beats file
     assert config.search.rerank == "late"      # file beats default
-    assert config.ann.nprobe == 16             # default
+    assert config.ann.nprobe == 32             # default
 
 
 def test_env_var_names():
