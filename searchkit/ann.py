@@ -59,6 +59,24 @@ def choose_params(config: AnnConfig, n_vectors: int) -> AnnParams:
     return AnnParams("flat")
 
 
+def params_of(index: faiss.Index) -> AnnParams:
+    """The structure of a FAISS index built by :meth:`VectorIndex.build` (read from a file).
+
+    Raises:
+        ValueError: the index is of a kind searchkit never writes.
+    """
+    if isinstance(index, faiss.IndexIVFFlat):
+        return AnnParams("ivf", nlist=int(index.nlist))
+    if isinstance(index, faiss.IndexIDMap):
+        inner = faiss.downcast_index(index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            return AnnParams("hnsw", hnsw_m=int(inner.hnsw.nb_neighbors(1)),
+                             ef_construction=int(inner.hnsw.efConstruction))
+        if isinstance(inner, faiss.IndexFlat):
+            return AnnParams("flat")
+    raise ValueError(f"not a searchkit FAISS index ({type(index).__name__})")
+
+
 class VectorIndex:
     """One FAISS index with 64-bit ids, plus the query-time knobs."""
 
@@ -172,8 +190,31 @@ class VectorIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path, params: AnnParams) -> "VectorIndex":
-        return cls(faiss.read_index(str(path)), params)
+    def load(cls, path: Path) -> "VectorIndex":
+        """Read a FAISS file written by :meth:`save`; its structure is read from the file itself.
+
+        Raises:
+            ValueError: the file is missing, truncated, corrupt, or not one of searchkit's kinds.
+        """
+        try:
+            index = faiss.read_index(str(path))
+        except (RuntimeError, MemoryError) as exc:
+            raise ValueError(str(exc).strip().splitlines()[-1] if str(exc).strip() else
+                             type(exc).__name__) from None
+        return cls(index, params_of(index))
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def ids(self) -> np.ndarray:
+        """Every id the index holds (tombstones included), unsorted."""
+        if isinstance(self.index, faiss.IndexIDMap):
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+        lists = self.index.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(self.index.nlist) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
 
     def memory_bytes(self) -> int:
         """Approximate bytes the index holds in RAM (its serialised size)."""

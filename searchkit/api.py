@@ -13,12 +13,14 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -30,12 +32,13 @@ from .documents import (Document, Skipped, content_hash, iter_files, read_docume
                         record_document)
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
-from .errors import ConfigError, InputError, ModelMismatchError
+from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStoreError,
+                     InputError, ModelMismatchError)
 from .filters import Filters, as_filters
 from .ingest import embed_documents
-from .locking import WriteLock
+from .locking import LOCK_NAME, WriteLock
 from .records import Hit, Passage
-from .store import Store
+from .store import DB_NAME, Store
 
 log = logging.getLogger("searchkit")
 
@@ -43,6 +46,8 @@ TABLES = ("documents", "chunks")
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")
 QUERY_CACHE = 32  # query embeddings kept per open index
+# Seconds a process creating an index waits for another one creating the same index.
+CREATE_WAIT = 30.0
 
 
 @dataclass
@@ -68,6 +73,30 @@ class IngestReport:
                 f"({self.tokens:,} tokens in {self.seconds:.1f}s{rate})")
 
 
+def _guard_db(method: Callable) -> Callable:
+    """Report a damaged or unusable database as a searchkit error, never a bare traceback."""
+    @functools.wraps(method)
+    def wrapper(self: "SearchIndex", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in searchkit, not a property of the file
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.folder, exc) from None
+    return wrapper
+
+
+def _store_error(folder: Path, exc: sqlite3.DatabaseError) -> IndexStoreError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return IndexLockedError(f"{folder / DB_NAME} stayed busy too long ({text}); try again")
+    if isinstance(exc, sqlite3.OperationalError) and ("no such" in text or "disk" in text
+                                                      or "full" in text or "readonly" in text):
+        return IndexStoreError(f"{folder / DB_NAME}: {text}")
+    return CorruptIndexError(f"{folder / DB_NAME} is damaged ({text}); restore it from a backup "
+                             "or delete the folder and index again")
+
+
 class SearchIndex:
     """An index folder: SQLite (source of truth) plus FAISS caches, and the model that built it.
 
@@ -84,6 +113,7 @@ class SearchIndex:
         self._ann: dict[str, VectorIndex] = {}
         self._ann_generation: dict[str, int] = {}
         self._query_cache: dict[str, np.ndarray] = {}
+        self._last_save = time.monotonic()
 
     # -- opening --------------------------------------------------------------------------
 
@@ -103,7 +133,17 @@ class SearchIndex:
         """
         config = config or load_config()
         folder = Path(folder if folder is not None else config.index)
-        return cls(folder, config, Store.open(folder, create=create), wait=wait)
+        try:
+            if create and not (folder / DB_NAME).exists() and _creatable(folder):
+                # Two processes creating one index must not both run the migrations.
+                folder.mkdir(parents=True, exist_ok=True)
+                with WriteLock(folder, CREATE_WAIT if wait is None else wait):
+                    store = Store.open(folder, create=True)
+            else:
+                store = Store.open(folder, create=create)
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(folder, exc) from None
+        return cls(folder, config, store, wait=wait)
 
     def close(self) -> None:
         self.store.close()
@@ -162,44 +202,106 @@ class SearchIndex:
     def _ann_file(self, table: str, generation: int) -> Path:
         return self.folder / f"{table}.g{generation}.faiss"
 
+    def _ann_files(self, table: str, generation: int) -> list[Path]:
+        """FAISS files of ``table`` on disk: the one for ``generation`` first, then newest first."""
+        found = []
+        for path in self.folder.glob(f"{table}.g*.faiss"):
+            gen = path.name[len(table) + 2:-len(".faiss")]
+            if gen.isdigit():
+                found.append((int(gen) != generation, -int(gen), path))
+        return [path for *_, path in sorted(found)]
+
     def _params(self, table: str) -> AnnParams:
         data = self.store.manifest().get(f"ann_{table}")
         return AnnParams(**data) if data else choose_params(self.config.ann, self.store.count(table))
 
     def ann(self, table: str) -> VectorIndex:
-        """The FAISS index of ``documents`` or ``chunks``, loaded or rebuilt from SQLite."""
+        """The FAISS index of ``documents`` or ``chunks`` for the database's current state.
+
+        Readers call this inside :meth:`Store.snapshot`, so the index and every row read
+        afterwards come from one generation. The index comes from, cheapest first: the copy in
+        memory, the FAISS file of this generation, the newest older file; whichever it is, it is
+        then brought level with SQLite by id (vectors added since are read from SQLite, removed
+        ones dropped or, in HNSW, left as tombstones). With no usable file it is rebuilt from
+        SQLite, with one line saying so.
+        """
         generation = self.store.generation
-        if table in self._ann and self._ann_generation[table] == generation:
-            return self._ann[table]
-        path = self._ann_file(table, generation)
-        params = self._params(table)
-        index = None
-        if path.exists():
-            try:
-                index = VectorIndex.load(path, params)
-            except RuntimeError:
-                log.warning("FAISS file %s is unreadable; rebuilding it from SQLite", path.name)
-        elif self.store.count(table):
-            log.warning("FAISS file for %s is missing or older than the database; rebuilt from SQLite",
-                        table)
+        cached = self._ann.get(table)
+        if cached is not None and self._ann_generation.get(table) == generation:
+            return cached
+        dim = self._dimension()
+        index, source = None, None
+        if cached is not None and cached.params == self._params(table) \
+                and _tombstone_share(cached, self.store.count(table)) <= self.config.ann.compact_ratio:
+            index = cached
+        else:
+            index, source = self._load_newest(table, generation, dim)
         if index is None:
-            index = self._build_ann(table, params)
+            if self.store.count(table):
+                log.warning("no usable FAISS file for %s; rebuilt from SQLite", table)
+            index = self._build_ann(table, self._params(table))
+        else:
+            added, removed = self._catch_up(table, index, dim)
+            if (added or removed) and source is not None:
+                current = source == self._ann_file(table, generation)
+                (log.warning if current else log.info)(
+                    "FAISS file %s %s; brought level with SQLite (+%d, -%d vectors)", source.name,
+                    "disagreed with the database" if current else "is older than the database",
+                    added, removed)
         self._ann[table], self._ann_generation[table] = index, generation
         return index
 
-    def _build_ann(self, table: str, params: AnnParams) -> VectorIndex:
+    def _dimension(self) -> int:
         info = self.model_info
-        dim = info.dimension if info else 1
-        ids, vectors = self.store.vectors(table, dim)
+        return info.dimension if info else 1
+
+    def _load_newest(self, table: str, generation: int, dim: int) -> tuple[VectorIndex | None, Path | None]:
+        """The newest readable FAISS file of ``table`` (this generation's first)."""
+        for _ in range(2):  # a writer may swap files while we look: list them again once
+            for path in self._ann_files(table, generation):
+                try:
+                    index = VectorIndex.load(path)
+                except ValueError as exc:
+                    if path.exists():
+                        log.warning("FAISS file %s is unreadable (%s); using SQLite instead",
+                                    path.name, exc)
+                    continue  # gone: the writer replaced it while we were reading
+                if index.dim != dim:
+                    log.warning("FAISS file %s has dimension %d, not %d; using SQLite instead",
+                                path.name, index.dim, dim)
+                    continue
+                return index, path
+        return None, None
+
+    def _catch_up(self, table: str, index: VectorIndex, dim: int) -> tuple[int, int]:
+        """Bring ``index`` level with SQLite by id; returns (vectors added, ids removed).
+
+        Ids are never reused (AUTOINCREMENT), so comparing id sets is exact: an id only in
+        SQLite was added since the index was saved, an id only in the index was removed.
+        """
+        live, have = self.store.ids(table), index.ids()
+        new = np.setdiff1d(live, have, assume_unique=True)
+        gone = np.setdiff1d(have, live, assume_unique=True)
+        if len(gone):
+            index.remove(gone)
+        if len(new):
+            ids, vectors = self.store.vectors(table, dim, ids=new)
+            index.add(ids, vectors)
+        return len(new), len(gone)
+
+    def _build_ann(self, table: str, params: AnnParams) -> VectorIndex:
+        ids, vectors = self.store.vectors(table, self._dimension())
         if params.kind == "ivf" and len(ids) < (params.nlist or 1):
             params = choose_params(self.config.ann, len(ids))
-        return VectorIndex.build(params, dim, ids, vectors)
+        return VectorIndex.build(params, self._dimension(), ids, vectors)
 
     def _save_ann(self) -> None:
         """Record the FAISS structure, write the caches for the new generation, drop older files.
 
-        The manifest commit comes first: a crash before the files are renamed into place leaves
-        them missing for that generation, and the next open rebuilds them from SQLite.
+        Writer only. The manifest commit comes first: a crash before the files are renamed into
+        place leaves this generation without files, and the next reader brings the newest
+        older file level with SQLite. Older files are removed once the new ones are in place;
+        a reader already holding one keeps its copy in memory.
         """
         self.store.set_manifest(**{f"ann_{t}": ix.params.as_dict() for t, ix in self._ann.items()})
         generation = self.store.generation
@@ -209,6 +311,30 @@ class SearchIndex:
         for path in self.folder.glob("*.g*.faiss"):
             if not path.name.endswith(f".g{generation}.faiss"):
                 path.unlink(missing_ok=True)
+        for path in self.folder.glob("*.faiss.*.tmp"):  # left by a writer killed mid-save
+            path.unlink(missing_ok=True)
+        self._last_save = time.monotonic()
+
+    def _checkpoint(self) -> None:
+        """During a long write, save the FAISS caches every ``ingest.checkpoint_seconds``, so
+        readers and a restarted run catch up from a recent file instead of rebuilding."""
+        every = self.config.ingest.checkpoint_seconds
+        if every and time.monotonic() - self._last_save >= every:
+            self._save_ann()
+
+    def _compact(self, force: bool) -> dict[str, int]:
+        """Rebuild from SQLite each index whose tombstones (HNSW) exceed ``ann.compact_ratio``
+        (any tombstone with ``force``), keeping its structure; returns tombstones dropped."""
+        dropped = {}
+        for table in TABLES:
+            index = self.ann_stale_ok(table)
+            dead = index.ntotal - self.store.count(table)
+            if dead > 0 and (force or _tombstone_share(index, index.ntotal - dead)
+                             > self.config.ann.compact_ratio):
+                self._ann[table] = self._build_ann(table, index.params)
+                dropped[table] = dead
+                log.info("compacted %s: %d removed vectors dropped", table, dead)
+        return dropped
 
     def _resize_ann(self) -> None:
         """Rebuild a FAISS index whose structure no longer suits the collection size."""
@@ -224,6 +350,7 @@ class SearchIndex:
 
     # -- writing --------------------------------------------------------------------------
 
+    @_guard_db
     def add_paths(self, paths: Sequence[str | os.PathLike], show_progress: bool = False) -> IngestReport:
         """Index files and folders incrementally.
 
@@ -251,6 +378,8 @@ class SearchIndex:
                     report.skipped.append(item)
                     continue
                 key = str(item.absolute())
+                if key in seen:  # overlapping roots, or a file named twice
+                    continue
                 seen.add(key)
                 state = existing.get(key)
                 if state is not None and _file_hash_matches(item, state[1]):
@@ -271,6 +400,7 @@ class SearchIndex:
         report.seconds = time.perf_counter() - start
         return report
 
+    @_guard_db
     def add_records(self, records: Iterable[Any], show_progress: bool = False) -> IngestReport:
         """Index caller-supplied documents: ``(id, text)``, ``(id, text, metadata)`` tuples or
         mappings with ``id``, ``text`` and optional ``metadata`` / ``title``.
@@ -295,6 +425,7 @@ class SearchIndex:
         report.seconds = time.perf_counter() - start
         return report
 
+    @_guard_db
     def remove(self, keys: Iterable[str]) -> int:
         """Remove documents by key (a file's absolute path, or a record id); returns how many."""
         keys = [str(Path(k).absolute()) if Path(k).exists() else k for k in keys]
@@ -305,6 +436,7 @@ class SearchIndex:
                 self._finish_write()
         return len(states)
 
+    @_guard_db
     def rebuild(self, index_type: str | None = None) -> dict[str, Any]:
         """Rebuild the FAISS files from SQLite, choosing structure for the current size."""
         with WriteLock(self.folder, self.wait):
@@ -317,8 +449,29 @@ class SearchIndex:
             self._save_ann()
         return self.stats()
 
+    @_guard_db
+    def compact(self) -> dict[str, Any]:
+        """Drop removed vectors for good and give their space back.
+
+        Rebuilds from SQLite every FAISS index that holds tombstones (HNSW cannot remove in
+        place; flat and IVF never need it), keeping its structure, then VACUUMs SQLite and
+        removes files left by an interrupted writer. Returns the tombstones dropped per table
+        and the folder's size before and after.
+        """
+        with WriteLock(self.folder, self.wait):
+            before = _folder_bytes(self.folder)
+            dropped: dict[str, int] = {}
+            if self.model_info is not None:
+                for table in TABLES:
+                    self.ann(table)
+                dropped = self._compact(force=True)
+                self._save_ann()
+            self.store.vacuum()
+            return {"dropped": dropped, "bytes_before": before, "bytes_after": _folder_bytes(self.folder)}
+
     def _prepare_write(self) -> None:
         """Record model and structure on first write; refuse a mismatched model."""
+        self._last_save = time.monotonic()
         manifest = self.store.manifest()
         if "model" in manifest:
             self.check_model(self.config.model.name)
@@ -386,6 +539,7 @@ class SearchIndex:
                 old_chunks = self.store.delete(old_ids)
                 new = [self.store.insert(item) for item in embedded]
             self._apply_to_ann(old_ids, old_chunks, new, embedded)
+            self._checkpoint()
             report.tokens += sum(e.n_tokens for e in embedded)
             for d in docs[part]:
                 if d.key in existing:
@@ -423,10 +577,12 @@ class SearchIndex:
 
     def _finish_write(self) -> None:
         self._resize_ann()
+        self._compact(force=False)
         self._save_ann()
 
     # -- searching ------------------------------------------------------------------------
 
+    @_guard_db
     def search(self, query: str, k: int | None = None, rerank: str | None = None,
                chunks: bool = False, mode: str | None = None,
                filters: Filters | Mapping[str, Any] | None = None,
@@ -473,28 +629,31 @@ class SearchIndex:
         if mode == "keyword" and match is None:
             return []
         qvec = self._query_vector(query) if mode != "keyword" else None
-        if chunks:
-            return self._search_chunks(qvec, match if mode != "dense" else None, k, where, fusion)
-        allowed = self.store.filtered_ids(where) if where else None
-        depth = k if mode == "dense" and rerank != "late" else max(k, settings.rerank_depth)
-        lists: dict[str, dict[int, float]] = {}   # "dense" cosines, "late", "keyword" BM25
-        if qvec is not None:
-            lists["dense"] = self._ann_top("documents", qvec, depth, allowed)
-            if rerank == "late":
-                rows_c, vecs_c = self.store.chunks_of(list(lists["dense"]), qvec.shape[0])
-                best = ranking.best_chunks(qvec, rows_c, vecs_c)
-                lists["late"] = ranking.late_rerank(
-                    lists["dense"], {d: s for d, (s, _) in best.items()}, settings.chunk_weight)
-        if mode != "dense":
-            lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
-        vector = lists.get("late", lists.get("dense", {}))
-        if mode == "hybrid":
-            final = ranking.fuse(vector, lists["keyword"], fusion, settings.keyword_weight,
-                                 settings.rrf_k, depth)
-        else:
-            final = vector if mode == "dense" else lists["keyword"]
-        order = sorted(final, key=lambda i: -final[i])[:k]
-        return self._hits(order, final, qvec, match, lists)
+        # One read snapshot: a commit landing mid-search cannot pair FAISS ids of one
+        # generation with rows of another.
+        with self.store.snapshot():
+            if chunks:
+                return self._search_chunks(qvec, match if mode != "dense" else None, k, where, fusion)
+            allowed = self.store.filtered_ids(where) if where else None
+            depth = k if mode == "dense" and rerank != "late" else max(k, settings.rerank_depth)
+            lists: dict[str, dict[int, float]] = {}   # "dense" cosines, "late", "keyword" BM25
+            if qvec is not None:
+                lists["dense"] = self._ann_top("documents", qvec, depth, allowed)
+                if rerank == "late":
+                    rows_c, vecs_c = self.store.chunks_of(list(lists["dense"]), qvec.shape[0])
+                    best = ranking.best_chunks(qvec, rows_c, vecs_c)
+                    lists["late"] = ranking.late_rerank(
+                        lists["dense"], {d: s for d, (s, _) in best.items()}, settings.chunk_weight)
+            if mode != "dense":
+                lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
+            vector = lists.get("late", lists.get("dense", {}))
+            if mode == "hybrid":
+                final = ranking.fuse(vector, lists["keyword"], fusion, settings.keyword_weight,
+                                     settings.rrf_k, depth)
+            else:
+                final = vector if mode == "dense" else lists["keyword"]
+            order = sorted(final, key=lambda i: -final[i])[:k]
+            return self._hits(order, final, qvec, match, lists)
 
     def _query_vector(self, query: str) -> np.ndarray:
         """The query's embedding; the last few are kept, as one query is often asked again
@@ -537,6 +696,7 @@ class SearchIndex:
               match: str | None, lists: Mapping[str, Mapping[int, float]]) -> list[Hit]:
         """Hits for ranked document ids, each with its best passage and per-list scores."""
         rows = self.store.documents(order)
+        order = [i for i in order if i in rows]   # defensive: rows come from the same snapshot
         if qvec is not None:
             rows_c, vecs_c = self.store.chunks_of(order, qvec.shape[0])
             chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist()))
@@ -580,6 +740,7 @@ class SearchIndex:
         chunks = self.store.chunks(order)
         rows = self.store.documents({c.doc_id for c in chunks.values()})
         hits = []
+        order = [c for c in order if c in chunks and chunks[c].doc_id in rows]
         for rank, chunk_id in enumerate(order, 1):
             chunk = chunks[chunk_id]
             row = rows[chunk.doc_id]
@@ -596,10 +757,15 @@ class SearchIndex:
 
     # -- reporting ------------------------------------------------------------------------
 
+    @_guard_db
     def stats(self) -> dict[str, Any]:
         """Model, counts, index structure and sizes on disk."""
+        with self.store.snapshot():
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
         manifest = self.store.manifest()
-        files = {p.name: p.stat().st_size for p in sorted(self.folder.iterdir()) if p.is_file()}
+        files = _folder_files(self.folder)
         tokens = self.store.db.execute("SELECT coalesce(sum(n_tokens), 0) FROM documents").fetchone()[0]
         return {
             "index": str(self.folder),
@@ -616,6 +782,33 @@ class SearchIndex:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
+
+
+def _creatable(folder: Path) -> bool:
+    """Whether ``folder`` is missing or empty, so a new index may be created in it."""
+    if not folder.exists():
+        return True
+    return folder.is_dir() and not any(
+        p for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_NAME)
+
+
+def _tombstone_share(index: VectorIndex, live: int) -> float:
+    return (index.ntotal - live) / index.ntotal if index.ntotal else 0.0
+
+
+def _folder_files(folder: Path) -> dict[str, int]:
+    files = {}
+    for path in sorted(folder.iterdir()):
+        try:
+            if path.is_file():
+                files[path.name] = path.stat().st_size
+        except FileNotFoundError:  # a writer swapped it away meanwhile
+            pass
+    return files
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(_folder_files(folder).values())
 
 
 def _needs_rebuild(have: AnnParams, want: AnnParams) -> bool:

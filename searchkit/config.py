@@ -69,6 +69,7 @@ class IngestConfig:
     extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm")
     max_file_mb: float = 20.0
     commit_every: int = 16
+    checkpoint_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ def _validate(key: str, value: Any, source: str) -> None:
         raise ConfigError(f"{key} ({source}): must be greater than 0, got {value!r}")
     if key in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{key} ({source}): must be between 0 and 1, got {value!r}")
+    if key == "ingest.checkpoint_seconds" and value < 0:
+        raise ConfigError(f"{key} ({source}): must be 0 or more, got {value!r}")
     if key == "model.window_overlap" and value < 0:
         raise ConfigError(f"{key} ({source}): must be 0 or more, got {value!r}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from stat import S_ISREG
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -19,6 +20,9 @@ import yaml
 from .errors import InputError
 
 BINARY_SNIFF_BYTES = 8192
+# Front matter is metadata, not a data store: more values than this is treated as plain text
+# (it also defuses YAML alias bombs, which expand exponentially when copied).
+FRONT_MATTER_MAX_VALUES = 10_000
 # Elements whose text is never document content.
 HTML_DROP = ("script", "style", "noscript", "template", "svg", "head")
 HTML_BLOCKS = ("p", "div", "section", "article", "li", "tr", "pre", "blockquote",
@@ -62,9 +66,10 @@ def content_hash(data: bytes) -> str:
 def iter_files(paths: Iterable[str | os.PathLike], extensions: Iterable[str]) -> Iterator[Path | Skipped]:
     """Walk ``paths`` recursively, yielding candidate files or the reason one is passed over.
 
-    Hidden files and folders are skipped (and reported), symlinked folders are not followed
-    (which also rules out symlink loops), and files with other extensions are reported as
-    unsupported.
+    Hidden files and folders are skipped, symlinked folders are not followed (which also rules
+    out symlink loops), files with other extensions or names that are not valid UTF-8 are
+    passed over, and a folder that cannot be listed is reported: each as one :class:`Skipped`.
+    The walk keeps its own stack, so a tree of any depth cannot exhaust Python's recursion.
 
     Raises:
         InputError: a given path does not exist.
@@ -74,35 +79,85 @@ def iter_files(paths: Iterable[str | os.PathLike], extensions: Iterable[str]) ->
         root = Path(root)
         if not root.exists():
             raise InputError(f"{root}: no such file or folder")
-        if root.is_file():
+        if not root.is_dir():
             yield root
             continue
-        for folder, dirnames, filenames in os.walk(root, onerror=None, followlinks=False):
-            hidden = sorted(d for d in dirnames if d.startswith("."))
-            for name in hidden:
-                yield Skipped(str(Path(folder, name)), "hidden folder")
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                path = Path(folder, name)
-                if name.startswith("."):
-                    yield Skipped(str(path), "hidden file")
-                elif path.suffix.lower() not in wanted:
-                    yield Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}")
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError as exc:
+                yield Skipped(str(folder), f"folder cannot be read: {exc.strerror or exc}")
+                continue
+            subfolders = []
+            for entry in entries:
+                path = Path(folder, entry.name)
+                skip = _walk_skip(entry, path, wanted)
+                if skip is not None:
+                    yield skip
+                elif _is_dir(entry):
+                    subfolders.append(path)
                 else:
                     yield path
+            stack.extend(reversed(subfolders))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _walk_skip(entry: os.DirEntry, path: Path, wanted: set[str]) -> Skipped | None:
+    """Why a folder entry is passed over, or None to keep it (a file to read, a folder to enter)."""
+    name = entry.name
+    folder = _is_dir(entry)
+    if name.startswith("."):
+        return Skipped(str(path), "hidden folder" if folder else "hidden file")
+    if not _valid_utf8(name):
+        return Skipped(str(path), "name is not valid UTF-8")
+    if folder:
+        return None
+    if entry.is_symlink():
+        try:
+            if path.is_dir():
+                return Skipped(str(path), "symlinked folder (not followed)")
+        except OSError:  # a symlink loop: is_dir() cannot resolve it
+            pass
+    if path.suffix.lower() not in wanted:
+        return Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}")
+    return None
+
+
+def _valid_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes arrive as surrogate escapes
+        return False
 
 
 def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Document | Skipped:
-    """Read one file into a Document, or say why it cannot be used."""
+    """Read one file into a Document, or say why it cannot be used. Never raises for a bad file."""
     path = Path(path)
     shown = str(path)
     try:
         stat = path.stat()
+        if not S_ISREG(stat.st_mode):
+            return Skipped(shown, "not a regular file")
         if max_bytes is not None and stat.st_size > max_bytes:
             return Skipped(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            # Read at most one byte past the cap: a file may grow between stat and read.
+            data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
+        if max_bytes is not None and len(data) > max_bytes:
+            return Skipped(shown, "larger than ingest.max_file_mb (it grew while being read)")
     except FileNotFoundError:
-        return Skipped(shown, "vanished before it could be read")
+        reason = "broken symlink" if path.is_symlink() else "vanished before it could be read"
+        return Skipped(shown, reason)
     except PermissionError:
         return Skipped(shown, "permission denied")
     except OSError as exc:
@@ -115,7 +170,10 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Docu
         return Skipped(shown, f"not valid UTF-8 (byte {exc.start})")
     kind = path.suffix.lower().lstrip(".")
     kind = {"htm": "html", "markdown": "md"}.get(kind, kind)
-    text, title, metadata = parse_text(raw, kind)
+    try:
+        text, title, metadata = parse_text(raw, kind)
+    except (RecursionError, ValueError) as exc:  # pathological markup nesting
+        return Skipped(shown, f"cannot be parsed ({type(exc).__name__})")
     if not text.strip():
         return Skipped(shown, "no text")
     return Document(
@@ -159,22 +217,27 @@ def split_front_matter(raw: str) -> tuple[dict[str, Any], str]:
         return {}, raw
     try:
         data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
+        if not isinstance(data, dict):
+            return {}, raw
+        # Keep only JSON-friendly scalar values: they are stored as JSON and filtered on.
+        budget = [FRONT_MATTER_MAX_VALUES]
+        clean = {str(k): _plain(v, budget) for k, v in data.items()}
+    except (yaml.YAMLError, RecursionError, ValueError):
+        # Malformed, too deeply nested, or an alias bomb that would expand without bound.
         return {}, raw
-    if not isinstance(data, dict):
-        return {}, raw
-    # Keep only JSON-friendly scalar values: they are stored as JSON and filtered on.
-    clean = {str(k): _plain(v) for k, v in data.items()}
     return clean, raw[match.end():]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError("front matter holds too many values")
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, budget) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, budget) for k, v in value.items()}
     return str(value)  # dates and other YAML types
 
 

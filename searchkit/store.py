@@ -31,9 +31,12 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from .errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
+from .locking import LOCK_NAME
 from .records import EmbeddedDocument
 
 DB_NAME = "searchkit.db"
+# The only tables whose names are ever put into SQL text; every value travels as a parameter.
+VECTOR_TABLES = ("documents", "chunks")
 
 migrations = Migrations("searchkit")
 
@@ -191,7 +194,8 @@ class Store:
             if not create:
                 raise NotAnIndexError(f"{folder} is not a searchkit index (no {DB_NAME}); "
                                       "create one with `searchkit index PATH --index FOLDER`")
-            if folder.exists() and any(p for p in folder.iterdir() if not p.name.startswith(".")):
+            if folder.exists() and any(p for p in folder.iterdir()
+                                       if not p.name.startswith(".") and p.name != LOCK_NAME):
                 raise NotAnIndexError(f"{folder} is a non-empty folder that is not a searchkit index; "
                                       "choose an empty or new folder for --index")
             folder.mkdir(parents=True, exist_ok=True)
@@ -235,7 +239,7 @@ class Store:
     def manifest(self) -> dict[str, Any]:
         try:
             return {r["key"]: json.loads(r["value"]) for r in self.db.query("SELECT key, value FROM manifest")}
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
             raise CorruptIndexError(f"{self.path}: cannot read the manifest ({exc})") from None
 
     def _put(self, values: dict[str, Any]) -> None:
@@ -251,6 +255,24 @@ class Store:
     def generation(self) -> int:
         row = self.db.execute("SELECT value FROM manifest WHERE key = 'generation'").fetchone()
         return int(json.loads(row[0])) if row else 0
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator["Store"]:
+        """A read transaction: every read inside sees one committed state (WAL snapshot).
+
+        Readers never wait for the writer in WAL mode; the snapshot only keeps a commit that
+        lands halfway through a search from mixing two generations. Nested use is a no-op.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield self
+            return
+        conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")  # nothing was written: this only ends the snapshot
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Store"]:
@@ -319,15 +341,29 @@ class Store:
         return {p: i for p, i in rows}
 
     def count(self, table: str = "documents") -> int:
-        return int(self.db.execute(f"SELECT count(*) FROM [{table}]").fetchone()[0])
+        return int(self.db.execute(f"SELECT count(*) FROM [{_table(table)}]").fetchone()[0])
 
-    def vectors(self, table: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """All ``(ids, vectors)`` of ``documents`` or ``chunks``, to (re)build a FAISS index."""
-        ids, blobs = [], []
-        for row_id, blob in self.db.execute(f"SELECT id, vector FROM [{table}] ORDER BY id"):
-            ids.append(row_id)
-            blobs.append(blob)
-        return np.asarray(ids, dtype=np.int64), from_blobs(blobs, dim)
+    def ids(self, table: str) -> np.ndarray:
+        """Every live id of ``documents`` or ``chunks``, ascending."""
+        rows = self.db.execute(f"SELECT id FROM [{_table(table)}] ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def vectors(self, table: str, dim: int,
+                ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of ``documents`` or ``chunks`` (all rows, or only ``ids``)."""
+        out_ids, blobs = [], []
+        if ids is None:
+            queries = [(f"SELECT id, vector FROM [{_table(table)}] ORDER BY id", [])]
+        else:
+            ids = [int(i) for i in ids]
+            queries = [(f"SELECT id, vector FROM [{_table(table)}] WHERE id IN "
+                        f"({','.join('?' * len(ids[i:i + 500]))}) ORDER BY id", ids[i:i + 500])
+                       for i in range(0, len(ids), 500)]
+        for sql, params in queries:
+            for row_id, blob in self.db.execute(sql, params):
+                out_ids.append(row_id)
+                blobs.append(blob)
+        return np.asarray(out_ids, dtype=np.int64), from_blobs(blobs, dim)
 
     def documents(self, ids: Sequence[int]) -> dict[int, DocRow]:
         out: dict[int, DocRow] = {}
@@ -441,6 +477,17 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def vacuum(self) -> None:
+        """Give the pages freed by deletes back to the file system (writer only)."""
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _table(name: str) -> str:
+    if name not in VECTOR_TABLES:
+        raise ValueError(f"unknown table {name!r}")
+    return name
 
 
 def _now() -> str:

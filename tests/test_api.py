@@ -125,7 +125,8 @@ def test_every_index_type_returns_the_same_top_hit_as_flat(minilm_config, tmp_pa
 
 
 def test_hnsw_removal_leaves_tombstones_that_queries_skip(minilm_config, tmp_path):
-    config = dataclasses.replace(minilm_config, index=str(tmp_path / "h"), ann=AnnConfig(type="hnsw"))
+    config = dataclasses.replace(minilm_config, index=str(tmp_path / "h"),
+                                 ann=AnnConfig(type="hnsw", compact_ratio=0.5))
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records([("a", "volcano lava"), ("b", "volcanic eruption ash"), ("c", "bread")])
         ix.remove(["a"])
@@ -156,15 +157,15 @@ def test_unreadable_file_keeps_its_old_entry(config, corpus, monkeypatch):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_paths([corpus])
         (corpus / "bread.md").write_text("changed, but now unreadable")
-        real = Path.read_bytes
+        real = Path.open
 
-        def deny(self):
+        def deny(self, *args, **kwargs):
             # chmod 000 does not stop root (and CI runs as root), so refuse the read here.
             if self.name == "bread.md":
                 raise PermissionError(13, "Permission denied")
-            return real(self)
+            return real(self, *args, **kwargs)
 
-        monkeypatch.setattr(Path, "read_bytes", deny)
+        monkeypatch.setattr(Path, "open", deny)
         report = ix.add_paths([corpus])
         assert any("permission" in s.reason for s in report.skipped)
         assert ix.stats()["documents"] == 4
