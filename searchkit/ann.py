@@ -7,6 +7,7 @@ graph as tombstones that the caller filters out until the next rebuild.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -18,6 +19,8 @@ import faiss
 import numpy as np
 
 from .config import AnnConfig
+
+log = logging.getLogger("searchkit")
 
 KINDS = ("flat", "ivf", "hnsw")
 # FAISS warns below ~39 training points per centroid; below that IVF clusters are noise.
@@ -199,8 +202,9 @@ class VectorIndex:
         try:
             index = faiss.read_index(str(path))
         except (RuntimeError, MemoryError) as exc:
-            raise ValueError(str(exc).strip().splitlines()[-1] if str(exc).strip() else
-                             type(exc).__name__) from None
+            missing = not os.path.exists(path)
+            log.debug("faiss.read_index(%s): %s", path, exc)
+            raise ValueError("missing" if missing else "truncated or corrupt") from None
         return cls(index, params_of(index))
 
     @property

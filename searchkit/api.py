@@ -235,10 +235,10 @@ class SearchIndex:
                 and _tombstone_share(cached, self.store.count(table)) <= self.config.ann.compact_ratio:
             index = cached
         else:
-            index, source = self._load_newest(table, generation, dim)
+            index, source, warned = self._load_newest(table, generation, dim)
         if index is None:
-            if self.store.count(table):
-                log.warning("no usable FAISS file for %s; rebuilt from SQLite", table)
+            if self.store.count(table) and not warned:
+                log.warning("no FAISS file for %s; rebuilt from SQLite", table)
             index = self._build_ann(table, self._params(table))
         else:
             added, removed = self._catch_up(table, index, dim)
@@ -255,23 +255,27 @@ class SearchIndex:
         info = self.model_info
         return info.dimension if info else 1
 
-    def _load_newest(self, table: str, generation: int, dim: int) -> tuple[VectorIndex | None, Path | None]:
-        """The newest readable FAISS file of ``table`` (this generation's first)."""
+    def _load_newest(self, table: str, generation: int,
+                     dim: int) -> tuple[VectorIndex | None, Path | None, bool]:
+        """The newest readable FAISS file of ``table`` (this generation's first), its path, and
+        whether a damaged file was reported on the way."""
+        bad: set[Path] = set()
         for _ in range(2):  # a writer may swap files while we look: list them again once
             for path in self._ann_files(table, generation):
+                if path in bad:
+                    continue
                 try:
                     index = VectorIndex.load(path)
+                    if index.dim != dim:
+                        raise ValueError(f"dimension {index.dim}, not {dim}")
                 except ValueError as exc:
-                    if path.exists():
+                    if path.exists():  # else the writer swapped it away while we read it
+                        bad.add(path)
                         log.warning("FAISS file %s is unreadable (%s); using SQLite instead",
                                     path.name, exc)
-                    continue  # gone: the writer replaced it while we were reading
-                if index.dim != dim:
-                    log.warning("FAISS file %s has dimension %d, not %d; using SQLite instead",
-                                path.name, index.dim, dim)
                     continue
-                return index, path
-        return None, None
+                return index, path, bool(bad)
+        return None, None, bool(bad)
 
     def _catch_up(self, table: str, index: VectorIndex, dim: int) -> tuple[int, int]:
         """Bring ``index`` level with SQLite by id; returns (vectors added, ids removed).
@@ -428,7 +432,7 @@ class SearchIndex:
     @_guard_db
     def remove(self, keys: Iterable[str]) -> int:
         """Remove documents by key (a file's absolute path, or a record id); returns how many."""
-        keys = [str(Path(k).absolute()) if Path(k).exists() else k for k in keys]
+        keys = [_as_key(k) for k in keys]
         with WriteLock(self.folder, self.wait):
             states = self.store.states(keys)
             if states:
@@ -782,6 +786,14 @@ class SearchIndex:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
+
+
+def _as_key(key: str) -> str:
+    """A file's key is its absolute path; anything that is not an existing file is a record id."""
+    try:
+        return str(Path(key).absolute()) if Path(key).exists() else key
+    except (OSError, ValueError):  # a NUL byte or an over-long name: not a path
+        return key
 
 
 def _creatable(folder: Path) -> bool:

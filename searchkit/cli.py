@@ -123,7 +123,7 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
         report = ix.add_paths(list(paths), show_progress=not quiet and sys.stderr.isatty())
         if not quiet:
             for skipped in report.skipped:
-                click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+                click.echo(f"skipped {_printable(skipped.path)}: {skipped.reason}", err=True)
         click.echo(report.summary())
 
 
@@ -177,9 +177,14 @@ def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, re
         if not hits:
             click.echo("no results")
         for hit in hits:
-            where = _shown_path(hit.path) if hit.path else hit.key
+            where = _printable(_shown_path(hit.path) if hit.path else hit.key)
             click.echo(f"{hit.rank:>2}. {hit.score:.3f}  {where}  —  {hit.title}")
             click.echo(f"    {hit.snippet}")
+
+
+def _printable(path: str) -> str:
+    """A path on one line: newlines, control characters and undecodable bytes escaped."""
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in path)
 
 
 def _shown_path(path: str) -> str:
@@ -257,6 +262,21 @@ def rebuild_cmd(index_dir, config_file, settings, quiet, index_type, wait):
     with SearchIndex.open(config=config, wait=wait) as ix:
         stats = ix.rebuild(index_type)
     click.echo(f"rebuilt: documents {_fmt(stats['ann']['documents'])}; chunks {_fmt(stats['ann']['chunks'])}")
+
+
+@main.command("compact")
+@common_options
+@click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
+@handle_errors
+def compact_cmd(index_dir, config_file, settings, quiet, wait):
+    """Drop removed vectors for good (HNSW tombstones) and reclaim disk space (SQLite VACUUM)."""
+    _setup_logging(quiet)
+    config = build_config(index_dir, config_file, settings)
+    with SearchIndex.open(config=config, wait=wait) as ix:
+        result = ix.compact()
+    dropped = ", ".join(f"{t} {n}" for t, n in result["dropped"].items()) or "none"
+    click.echo(f"compacted: tombstones dropped: {dropped}; "
+               f"{result['bytes_before'] / 1e6:.1f} MB -> {result['bytes_after'] / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -199,6 +200,7 @@ class Store:
                 raise NotAnIndexError(f"{folder} is a non-empty folder that is not a searchkit index; "
                                       "choose an empty or new folder for --index")
             folder.mkdir(parents=True, exist_ok=True)
+            _create(path)
         try:
             conn = sqlite3.connect(str(path), timeout=30.0)
             db = sqlite_utils.Database(conn)
@@ -208,14 +210,7 @@ class Store:
             raise CorruptIndexError(f"{path} is not a readable SQLite database ({exc})") from None
         store = cls(db, path)
         if not tables:
-            if not create:
-                raise NotAnIndexError(f"{path} is an empty database, not a searchkit index")
-            db.enable_wal()
-            migrations.apply(db)
-            with db.atomic():
-                store._put({"schema_version": SCHEMA_VERSION, "generation": 0,
-                            "created_at": _now()})
-            return store
+            raise NotAnIndexError(f"{path} is an empty database, not a searchkit index")
         if "manifest" not in tables or "documents" not in tables:
             raise NotAnIndexError(f"{path} is a SQLite database but not a searchkit index")
         version = store.manifest().get("schema_version")
@@ -240,7 +235,7 @@ class Store:
         try:
             return {r["key"]: json.loads(r["value"]) for r in self.db.query("SELECT key, value FROM manifest")}
         except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
-            raise CorruptIndexError(f"{self.path}: cannot read the manifest ({exc})") from None
+            raise CorruptIndexError(f"{self.path} is damaged: cannot read the manifest ({exc})") from None
 
     def _put(self, values: dict[str, Any]) -> None:
         self.db["manifest"].upsert_all(
@@ -482,6 +477,25 @@ class Store:
         """Give the pages freed by deletes back to the file system (writer only)."""
         self.db.execute("VACUUM")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _create(path: Path) -> None:
+    """Build a new, empty index database beside ``path`` and rename it into place, so no other
+    process ever opens a half-initialised one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        leftover.unlink(missing_ok=True)
+    conn = sqlite3.connect(str(tmp))
+    try:
+        db = sqlite_utils.Database(conn)
+        db.enable_wal()
+        migrations.apply(db)
+        with db.atomic():
+            Store(db, tmp)._put({"schema_version": SCHEMA_VERSION, "generation": 0,
+                                 "created_at": _now()})
+    finally:
+        conn.close()
+    os.replace(tmp, path)
 
 
 def _table(name: str) -> str:

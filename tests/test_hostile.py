@@ -1,0 +1,195 @@
+"""Hostile input: a generated fuzz corpus of a few hundred files of every awkward kind.
+
+Indexing must not crash, must report every skipped path exactly once with a reason, must
+index every usable file (whatever its name), and must never lose a document indexed before.
+Permission loss and files vanishing mid-run are simulated (the tests run as root, for whom
+chmod 000 blocks nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from searchkit import SearchIndex, api
+from searchkit.cli import main
+from searchkit.config import IngestConfig
+
+CAP_BYTES = 600_000
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
+WEIRD_NAMES = ["with space.txt", "new\nline.txt", "tab\there.md", "café.txt", "日本語.md",
+               "emoji 🦊.txt", "-rf.txt", "[glob]*?.txt", "100%_like.txt", "quote'\"s.txt",
+               "UPPER.TXT", "back\\slash.txt", " leading space.txt", "trailing space .txt"]
+
+
+def text(rng: random.Random, words: int = 25) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words)) + "\n"
+
+
+def build_fuzz_corpus(root: Path, seed: int = 7, n_good: int = 40) -> dict[str, set[Path]]:
+    """Write the corpus; returns the paths expected to be indexed and skipped, by kind."""
+    rng = random.Random(seed)
+    good, bad = set(), {}
+
+    def put(rel: str, data: bytes, ok: bool, reason: str | None = None) -> Path:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        (good.add(path) if ok else bad.setdefault(reason, set()).add(path))
+        return path
+
+    for i in range(n_good):
+        put(f"good/g{i:03d}.txt", f"Good file {i}. {text(rng)}".encode(), True)
+    for i in range(40):
+        put(f"bin/b{i:03d}.txt", rng.randbytes(200) + b"\x00" + rng.randbytes(50), False, "binary file")
+    for i in range(40):
+        put(f"latin/l{i:03d}.md", f"caf{i}".encode() + b"\xe9\xff\xfe" + rng.randbytes(30).replace(b"\x00", b"x"),
+            False, "not valid UTF-8")
+    for i in range(20):
+        put(f"empty/e{i:03d}.txt", b"", False, "no text")
+        put(f"empty/w{i:03d}.rst", b"  \n\t \n", False, "no text")
+    for i in range(10):
+        put(f"huge/h{i:03d}.txt", b"word " * (CAP_BYTES // 5 + 100 * (i + 1)), False, "larger than")
+    for i, name in enumerate(WEIRD_NAMES):
+        put(f"weird/{name}", f"Weird name {i}. {text(rng)}".encode(), True)
+    bad_name = os.fsdecode(b"bad\xffname.txt")
+    put(f"weird/{bad_name}", b"fine text, awkward name", False, "name is not valid UTF-8")
+    # A tree deeper than Python's recursion limit (os.walk recursed in Python 3.11).
+    deep = root / "deep"
+    deep.mkdir(parents=True)
+    for _ in range(1100):  # one level at a time: Path.mkdir(parents=True) recurses too
+        deep = deep / "d"
+        os.mkdir(deep)
+    put(str((deep / "bottom.txt").relative_to(root)), b"At the bottom of a very deep tree.", True)
+    # Symlinks: a loop back to an ancestor, a file pointing at itself, broken ones, a device.
+    links = root / "links"
+    links.mkdir()
+    (links / "up").symlink_to(root)
+    bad.setdefault("symlinked folder", set()).add(links / "up")
+    (links / "self.txt").symlink_to(links / "self.txt")
+    bad.setdefault("cannot be read", set()).add(links / "self.txt")
+    for i in range(10):
+        (links / f"broken{i}.txt").symlink_to(root / "nowhere" / f"{i}.txt")
+        bad.setdefault("broken symlink", set()).add(links / f"broken{i}.txt")
+    (links / "zero.txt").symlink_to("/dev/zero")
+    os.mkfifo(links / "pipe.txt")
+    bad.setdefault("not a regular file", set()).update({links / "zero.txt", links / "pipe.txt"})
+    (links / "good-link.txt").symlink_to(root / "good" / "g000.txt")
+    good.add(links / "good-link.txt")
+    # Markup built to exhaust parsers: nested HTML, a YAML alias bomb, deeply nested YAML.
+    put("markup/nested.html", b"<div>" * 50_000 + b"deep words here" + b"</div>" * 50_000, True)
+    bomb = "---\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    put("markup/bomb.md", (bomb + "---\n# Bomb\n\nText after an alias bomb.\n").encode(), True)
+    put("markup/deep-yaml.md", ("---\nx: " + "[" * 800 + "]" * 800 + "\n---\nBody.\n").encode(), True)
+    put("markup/broken.html", b"<html><body><p>unclosed <b>tags <i>everywhere", True)
+    for i in range(20):
+        put(f"other/o{i:03d}.png", b"\x89PNG", False, "unsupported file type")
+        put(f"other/.hidden{i}.txt", b"hidden", False, "hidden file")
+    return {"good": good, **bad}
+
+
+def remove_deep_tree(root: Path) -> None:
+    """Delete the deep tree bottom-up: shutil.rmtree (and so pytest's clean-up) recurses."""
+    chain = [root / "deep"]
+    while (chain[-1] / "d").is_dir():
+        chain.append(chain[-1] / "d")
+    for folder in reversed(chain):
+        for child in folder.iterdir():
+            if not child.is_dir():
+                child.unlink()
+        folder.rmdir()
+
+
+@pytest.fixture
+def fuzz(tmp_path, request):
+    corpus = tmp_path / "fuzz"
+    request.addfinalizer(lambda: remove_deep_tree(corpus) if (corpus / "deep").exists() else None)
+    expected = build_fuzz_corpus(corpus, n_good=getattr(request, "param", 40))
+    return corpus, expected
+
+
+def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, monkeypatch):
+    corpus, expected = fuzz
+    config = dataclasses.replace(config, ingest=IngestConfig(max_file_mb=CAP_BYTES / 1e6, commit_every=32))
+    with SearchIndex.open(config=config, create=True) as ix:
+        first = ix.add_paths([corpus / "good", corpus / "weird"])
+        indexed_before = {k for k, in ix.store.db.execute("SELECT key FROM documents")}
+        assert len(indexed_before) == 40 + len(WEIRD_NAMES)
+
+        # Mid-run trouble: some indexed files change but then cannot be read (permission lost),
+        # others vanish between the walk and the read, one folder cannot be listed.
+        denied = {corpus / "good" / f"g{i:03d}.txt" for i in range(0, 10)}
+        vanishing = {corpus / "good" / f"g{i:03d}.txt" for i in range(10, 15)}
+        for path in denied | vanishing:
+            path.write_text("changed " + path.read_text())
+        real_open, real_read, real_scandir = Path.open, api.read_document, os.scandir
+
+        def open_denied(self, *args, **kwargs):
+            if self in denied:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *args, **kwargs)
+
+        def read_then_vanish(path, *args, **kwargs):
+            if Path(path) in vanishing:
+                Path(path).unlink()
+            return real_read(path, *args, **kwargs)
+
+        def scandir_denied(path="."):
+            if Path(path) == corpus / "other":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(Path, "open", open_denied)
+        monkeypatch.setattr(api, "read_document", read_then_vanish)
+        monkeypatch.setattr(os, "scandir", scandir_denied)
+        report = ix.add_paths([corpus, corpus / "good"])   # overlapping roots on purpose
+        monkeypatch.undo()
+
+        skipped = [s.path for s in report.skipped]
+        assert len(skipped) == len(set(skipped)), "a path was reported twice"
+        reasons = {s.path: s.reason for s in report.skipped}
+        for reason, paths in expected.items():
+            if reason == "good" or reason in ("unsupported file type", "hidden file"):
+                continue
+            for path in paths:
+                assert reason in reasons.get(str(path), ""), (path, reasons.get(str(path)))
+        assert reasons[str(corpus / "other")].startswith("folder cannot be read")
+        for path in denied:
+            assert reasons[str(path)] == "permission denied"
+        for path in vanishing:
+            assert reasons[str(path)] == "vanished before it could be read"
+
+        keys = {k for k, in ix.store.db.execute("SELECT key FROM documents")}
+        assert indexed_before <= keys, "an indexed document was lost"
+        must_index = {str(p.absolute()) for p in expected["good"]} - {str(p) for p in vanishing | denied}
+        assert must_index <= keys, sorted(must_index - keys)[:5]
+        assert not any("\x00" in k for k in keys)
+        assert [s.reason for s in first.skipped] == ["name is not valid UTF-8"]
+        hits = ix.search("At the bottom of a very deep tree", k=3)
+        assert any(h.key.endswith("bottom.txt") for h in hits)
+
+
+@pytest.mark.parametrize("fuzz", [3], indirect=True)
+def test_cli_reports_each_skip_on_one_printable_line(fuzz, tmp_path, monkeypatch):
+    corpus, expected = fuzz
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["index", str(corpus), "--index", str(tmp_path / "ix"),
+                                       "--set", "model.name=all-MiniLM-L6-v2",
+                                       "--set", f"ingest.max_file_mb={CAP_BYTES / 1e6}"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    skip_lines = [line for line in lines if line.startswith("skipped ")]
+    summary = lines[-1]
+    assert summary.startswith("added ")
+    n_skipped = int(summary.split("skipped ")[1].split()[0])
+    assert len(skip_lines) == n_skipped == len(set(skip_lines))
+    assert len(lines) == n_skipped + 1          # nothing else, no line broken by a newline in a name
+    assert any("new\\nline.txt" in line for line in lines) is False  # indexed, so not listed
+    assert any("bad\\udcffname.txt: name is not valid UTF-8" in line for line in skip_lines)

@@ -1,0 +1,284 @@
+"""Index lifecycle: deletes without bloat, compaction, open-time checks, the generation scheme
+and readers that hold a snapshot while the writer moves on."""
+
+import dataclasses
+import logging
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from searchkit import SearchIndex
+from searchkit.ann import VectorIndex
+from searchkit.cli import main
+from searchkit.config import AnnConfig, IngestConfig
+from searchkit.errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
+from searchkit.store import DB_NAME, SCHEMA_VERSION
+
+WORDS = ("volcano lava magma ash", "bread flour yeast oven", "chess king pawn castle",
+         "orbit rocket satellite burn", "jazz saxophone swing band", "rain forest frog canopy")
+
+
+def records(n, version=0, start=0):
+    return [(f"r{i}", f"Record {i}, version {version}: {WORDS[i % len(WORDS)]} and number {i * 7 + version}.")
+            for i in range(start, start + n)]
+
+
+@pytest.fixture
+def logs(caplog, monkeypatch):
+    # The CLI stops propagation to keep its own one-line format; caplog listens at the root.
+    monkeypatch.setattr(logging.getLogger("searchkit"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="searchkit")
+    return caplog
+
+
+def with_ann(config, **ann):
+    return dataclasses.replace(config, ann=dataclasses.replace(config.ann, **ann))
+
+
+def faiss_files(folder):
+    return sorted(p.name for p in folder.glob("*.faiss"))
+
+
+def live_and_total(ix, table):
+    with ix.store.snapshot():
+        return ix.store.count(table), ix.ann(table).ntotal
+
+
+def assert_every_vector_finds_itself(ix):
+    with ix.store.snapshot():
+        for table in ("documents", "chunks"):
+            ids, vectors = ix.store.vectors(table, ix.model_info.dimension)
+            _, found = ix.ann(table).search(vectors, 1, nprobe=64, ef_search=64)
+            assert (found[:, 0] == ids).mean() == 1.0, table
+
+
+# -- deletes without bloat ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_replace_and_remove_cycles_do_not_bloat(config, kind):
+    config = with_ann(config, type=kind, nlist=2, compact_ratio=0.2)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records(records(80))
+        sizes = []
+        for cycle in range(1, 6):
+            ix.add_records(records(40, version=cycle))          # replace half
+            ix.remove([f"r{i}" for i in range(60, 70)])         # remove some ...
+            ix.add_records(records(10, version=cycle, start=60))  # ... and bring them back
+            for table in ("documents", "chunks"):
+                live, total = live_and_total(ix, table)
+                if kind == "hnsw":
+                    assert total - live <= 0.2 * total, (cycle, table)
+                else:
+                    assert total == live, (cycle, table)
+            assert ix.ann("documents").params.kind == kind
+            sizes.append(sum(p.stat().st_size for p in ix.folder.glob("*.faiss")))
+            assert len(faiss_files(ix.folder)) == 2               # one generation on disk
+        assert ix.store.count("documents") == 80
+        assert max(sizes) <= sizes[0] * (1.35 if kind == "hnsw" else 1.0)
+        assert_every_vector_finds_itself(ix)
+
+
+def test_compact_drops_hnsw_tombstones_and_auto_compaction_follows_the_ratio(config, logs):
+    config = with_ann(config, type="hnsw", compact_ratio=0.25)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records(records(12))
+        ix.remove(["r0", "r1"])                     # 2/12 = 17 %: stays as tombstones
+        assert live_and_total(ix, "documents") == (10, 12)
+        result = ix.compact()
+        assert result["dropped"]["documents"] == 2
+        assert live_and_total(ix, "documents") == (10, 10)
+        ix.remove(["r2", "r3", "r4"])               # 3/10 = 30 % > 25 %: compacted at once
+        assert live_and_total(ix, "documents") == (7, 7)
+        assert "compacted documents" in logs.text
+        assert {h.key for h in ix.search("volcano lava", k=10)} == {f"r{i}" for i in range(5, 12)}
+
+
+def test_compact_command(config, tmp_path):
+    config = with_ann(config, type="hnsw", compact_ratio=1.0)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records(records(8))
+        ix.remove(["r0", "r1", "r2"])
+    result = CliRunner().invoke(main, ["compact", "--index", config.index])
+    assert result.exit_code == 0, result.output
+    assert "tombstones dropped: documents 3" in result.output
+    with SearchIndex.open(config=config) as ix:
+        assert live_and_total(ix, "documents") == (5, 5)
+
+
+# -- open-time checks -----------------------------------------------------------------------
+
+@pytest.fixture
+def built(config):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records(records(12))
+    return config
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "zeroed_middle"])
+def test_corrupt_sqlite_is_a_clear_error(built, damage):
+    db = built.index + "/" + DB_NAME
+    with sqlite3.connect(db) as conn:                # fold the WAL in so the file is everything
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = open(db, "rb").read()
+    if damage == "garbage":
+        data = bytes(range(256)) * 40
+    elif damage == "truncated":
+        data = data[:len(data) // 3]
+    else:
+        data = data[:4096] + b"\xff" * (len(data) - 8192) + data[-4096:]
+    open(db, "wb").write(data)
+    for args in (["query", "volcano", "--index", built.index], ["info", "--index", built.index],
+                 ["index", built.index, "--index", built.index]):
+        result = cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert isinstance(result.exception, SystemExit), (args, result.exception)  # no traceback
+        assert result.output.count("\n") == 1
+        assert any(w in result.output for w in ("damaged", "not a readable SQLite")), result.output
+
+
+def test_foreign_sqlite_and_newer_schema_are_refused(built, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    with sqlite3.connect(foreign / DB_NAME) as conn:
+        conn.execute("CREATE TABLE songs (title TEXT)")
+    with pytest.raises(NotAnIndexError, match="not a searchkit index"):
+        SearchIndex.open(foreign, config=built)
+    result = cli("query", "x", "--index", foreign)
+    assert result.exit_code == 1 and "not a searchkit index" in result.output
+
+    with sqlite3.connect(built.index + "/" + DB_NAME) as conn:
+        conn.execute("UPDATE manifest SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+    with pytest.raises(SchemaVersionError, match="newer searchkit"):
+        SearchIndex.open(config=built)
+    with sqlite3.connect(built.index + "/" + DB_NAME) as conn:
+        conn.execute("UPDATE manifest SET value = '{not json' WHERE key = 'schema_version'")
+    with pytest.raises(CorruptIndexError, match="manifest"):
+        SearchIndex.open(config=built)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_dim"])
+def test_damaged_faiss_file_is_rebuilt_with_one_line(built, damage, logs, tmp_path):
+    folder = tmp_path / "ix"
+    path = sorted(folder.glob("documents.g*.faiss"))[0]
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(len(data)))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        VectorIndex.build(VectorIndex.load(path).params, 8, np.arange(3),
+                          np.eye(3, 8, dtype=np.float32)).save(path)
+    with SearchIndex.open(config=built) as ix:
+        hits = ix.search("chess king pawn castle", k=3)
+        assert hits[0].key in {"r2", "r8"}
+        assert live_and_total(ix, "documents") == (12, 12)
+    lines = [r.getMessage() for r in logs.records if path.name in r.getMessage()]
+    assert len(lines) == 1 and "using SQLite instead" in lines[0]
+    result = cli("query", "chess king", "--index", built.index)
+    assert result.exit_code == 0 and "Traceback" not in result.output
+
+
+def test_writer_killed_between_commit_and_rename(built, monkeypatch, logs):
+    """The SQLite commit lands, the FAISS save dies: readers catch up from the older file."""
+    folder = built.index
+    before = faiss_files(__import__("pathlib").Path(folder))
+    real_save = VectorIndex.save
+
+    def die(self, path):
+        # Leave a half-written temporary file behind, as a SIGKILL mid-write would.
+        (path.parent / (path.name + ".x1y2.tmp")).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VectorIndex, "save", die)
+    with SearchIndex.open(config=built) as ix:
+        with pytest.raises(KeyboardInterrupt):
+            ix.add_records(records(4, version=9) + [("new", "A brand new note about submarines and sonar.")])
+    monkeypatch.setattr(VectorIndex, "save", real_save)
+    from pathlib import Path
+    assert faiss_files(Path(folder)) == before          # only the older generation on disk
+    with SearchIndex.open(config=built) as ix:
+        assert ix.search("submarines and sonar", k=1)[0].key == "new"
+        assert ix.store.documents([h.doc_id for h in ix.search("Record 1, version 9", k=1)])
+        assert live_and_total(ix, "documents") == (13, 13)
+        assert "is older than the database" in logs.text
+        ix.add_records([("later", "Another note.")])    # the next write tidies up
+    assert not list(Path(folder).glob("*.tmp"))
+    assert len(faiss_files(Path(folder))) == 2
+
+
+def test_reader_snapshot_keeps_a_consistent_view_across_a_swap(built):
+    with SearchIndex.open(config=built) as reader, SearchIndex.open(config=built) as writer:
+        assert reader.search("volcano lava magma", k=1)[0].key in {"r0", "r6"}
+        with reader.store.snapshot():
+            old = {h.key: h.doc_id for h in reader.search("volcano lava magma", k=12)}
+            writer.add_records([(k, f"Now about taxes and accounting {k}.") for k in ("r0", "r6")])
+            writer.remove(["r11"])
+            assert not list(writer.folder.glob(f"*.g{reader._ann_generation['documents']}.faiss"))
+            again = {h.key: h.doc_id for h in reader.search("volcano lava magma", k=12)}
+            assert again == old                          # same rows, same ids, inside the snapshot
+        fresh = reader.search("volcano lava magma", k=12)
+        assert {h.key for h in fresh} == {f"r{i}" for i in range(11)}
+        assert all(h.doc_id not in old.values() for h in fresh if h.key in ("r0", "r6"))
+        assert reader.search("taxes and accounting", k=1)[0].key in {"r0", "r6"}
+
+
+def test_writer_checkpoints_faiss_during_a_long_write(config, monkeypatch):
+    config = dataclasses.replace(config, ingest=IngestConfig(commit_every=2, checkpoint_seconds=1e-9))
+    saves = []
+    real = SearchIndex._save_ann
+
+    def spy(self):
+        saves.append(self.store.generation)
+        real(self)
+
+    monkeypatch.setattr(SearchIndex, "_save_ann", spy)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records(records(8))
+    assert len(saves) >= 4                              # one per commit, then the final one
+
+
+def test_two_processes_creating_one_index_do_not_collide(config):
+    errors = []
+
+    def create():
+        try:
+            SearchIndex.open(config=config, create=True).close()
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_a_commit_landing_mid_search_does_not_mix_generations(built, monkeypatch):
+    """The writer replaces every document between the reader's FAISS lookup and its row
+    fetch: the reader still answers from one generation (its snapshot), in full."""
+    with SearchIndex.open(config=built) as reader, SearchIndex.open(config=built) as writer:
+        reader.search("warm up", k=3)
+        real, fired = reader.store.documents, []
+
+        def documents(ids):
+            if not fired:
+                fired.append(True)
+                writer.add_records([(f"r{i}", f"Replaced note {i} about sailing boats.") for i in range(12)])
+            return real(ids)
+
+        monkeypatch.setattr(reader.store, "documents", documents)
+        hits = reader.search("volcano lava magma", k=5)
+        assert fired and len(hits) == 5
+        assert all("Record" in h.snippet for h in hits)          # the old generation, whole
+        monkeypatch.undo()
+        assert all("Replaced" in h.snippet for h in reader.search("volcano lava magma", k=5))
