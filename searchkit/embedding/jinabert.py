@@ -167,13 +167,13 @@ class JinaBertSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
         B, L, D = x.shape
-        # contiguous once here, not once per query block inside the kernel
-        q = self.query(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2).contiguous()  # [B,H,L,hd]
-        k = self.key(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2).contiguous()  # [B,H,L,hd]
-        v = self.value(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2).contiguous()  # [B,H,L,hd]
+        q = self.query(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2)  # [B,H,L,hd]
+        k = self.key(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2)  # [B,H,L,hd]
+        v = self.value(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2)  # [B,H,L,hd]
         if len(plan.blocks) == 1:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=plan.mask(0, L))  # [B,H,L,hd]
         else:
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # once, not in every block's call
             y = torch.empty_like(q)  # [B,H,L,hd]
             for s, e in plan.blocks:  # each block's mask is [B|1,H,e-s,L], never [H,L,L]
                 y[:, :, s:e] = F.scaled_dot_product_attention(q[:, :, s:e], k, v, attn_mask=plan.mask(s, e))
@@ -200,13 +200,17 @@ class JinaBertGLUMLP(nn.Module):
         self.wo = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
         self.layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
+    def ffn(self, h: torch.Tensor) -> torch.Tensor:
+        gated, up = self.gated_layers(h).split(self.intermediate, dim=-1)  # 2 × [...,I]
+        return self.layernorm(self.wo(F.gelu(gated) * up) + h)  # [...,D]
+
     def forward(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        if x.shape[0] * x.shape[1] <= plan.ffn_rows:
+            return self.ffn(x)  # [B,L,D]
         flat = x.reshape(-1, x.shape[-1])  # [B·L,D]
         out = torch.empty_like(flat)  # [B·L,D]
         for s in range(0, flat.shape[0], plan.ffn_rows):  # bounds the [n,2I] activations
-            h = flat[s : s + plan.ffn_rows]  # [n,D]
-            gated, up = self.gated_layers(h).split(self.intermediate, dim=-1)  # 2 × [n,I]
-            out[s : s + plan.ffn_rows] = self.layernorm(self.wo(F.gelu(gated) * up) + h)  # [n,D]
+            out[s : s + plan.ffn_rows] = self.ffn(flat[s : s + plan.ffn_rows])  # [n,D]
         return out.view_as(x)  # [B,L,D]
 
 
