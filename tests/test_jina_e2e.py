@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from searchkit import SearchIndex
 from searchkit.config import ChunkingConfig, Config, ModelConfig
@@ -37,3 +38,15 @@ def test_tiny_jina_checkpoint_indexes_and_answers(tmp_path):
     with SearchIndex.open(config=other) as ix:
         assert len(ix.search("data science", k=1)) == 1
         assert json.dumps(ix.stats())  # plain data throughout
+
+
+def test_base_code_variant_is_refused_even_without_auto_map(tmp_path):
+    from searchkit.embedding.models import load_folder
+    from searchkit.errors import UnsupportedModelError
+
+    folder = write_tiny_jina_checkpoint(tmp_path / "code", variant="code")
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("auto_map", None)  # a re-saved copy: nothing points at remote code any more
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError):
+        load_folder(folder)

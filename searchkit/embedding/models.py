@@ -127,7 +127,9 @@ def load_folder(folder: Path, device: str = "cpu", trust_remote_code: bool = Fal
 
     from . import jinabert
 
-    if jinabert.is_jina_v2_folder(folder):
+    # Every ALiBi (JinaBERT-family) folder goes to the native loader, which refuses the variants
+    # it cannot compute (base-code) instead of letting plain BERT load them with wrong vectors.
+    if jinabert.looks_like_jinabert(folder):
         return jinabert.build_sentence_transformer(folder, device=device)
     config = _read_config(folder)
     if config.get("auto_map") and not trust_remote_code:
