@@ -193,7 +193,8 @@ class SearchIndex:
             else:
                 model_config = dataclasses.replace(
                     self.config.model, window_tokens=info.window_tokens,
-                    window_overlap=info.window_overlap, fallback=False)
+                    window_overlap=info.window_overlap, max_windows=info.max_windows,
+                    fallback=False)
                 self._embedder = Embedder.load(model_config, allow_download=False, name=info.name)
         return self._embedder
 
@@ -519,7 +520,7 @@ class SearchIndex:
         if not docs:
             return
         embedder = self.embedder
-        tokens = [embedder.tokenize(d.text) for d in docs]
+        tokens = [embedder.truncate(embedder.tokenize(d.text)) for d in docs]
         keep = [i for i, t in enumerate(tokens) if len(t)]
         for i in sorted(set(range(len(docs))) - set(keep)):
             report.skipped.append(Skipped(docs[i].path or docs[i].key, "no tokens"))
@@ -588,7 +589,7 @@ class SearchIndex:
 
     @_guard_db
     def search(self, query: str, k: int | None = None, rerank: str | None = None,
-               chunks: bool = False, mode: str | None = None,
+               chunks: bool = False, distinct: bool = False, mode: str | None = None,
                filters: Filters | Mapping[str, Any] | None = None,
                fusion: str | None = None) -> list[Hit]:
         """Rank documents (or passages with ``chunks=True``) for a query.
@@ -623,6 +624,8 @@ class SearchIndex:
         fusion = fusion or settings.fusion
         if mode not in MODES:
             raise InputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if rerank not in ("none", "late"):
+            raise InputError(f"rerank must be 'none' or 'late', got {rerank!r}")
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
         parsed = as_filters(filters)
@@ -637,7 +640,8 @@ class SearchIndex:
         # generation with rows of another.
         with self.store.snapshot():
             if chunks:
-                return self._search_chunks(qvec, match if mode != "dense" else None, k, where, fusion)
+                return self._search_chunks(qvec, match if mode != "dense" else None, k, where,
+                                           fusion, distinct)
             allowed = self.store.filtered_ids(where) if where else None
             depth = k if mode == "dense" and rerank != "late" else max(k, settings.rerank_depth)
             lists: dict[str, dict[int, float]] = {}   # "dense" cosines, "late", "keyword" BM25
@@ -658,6 +662,29 @@ class SearchIndex:
                 final = vector if mode == "dense" else lists["keyword"]
             order = sorted(final, key=lambda i: -final[i])[:k]
             return self._hits(order, final, qvec, match, lists)
+
+    def search_many(self, queries: Sequence[str], k: int | None = None,
+                    **options: Any) -> list[list[Hit]]:
+        """Run :meth:`search` for many queries, embedding them in batched passes.
+
+        Args:
+            queries: query texts.
+            k: results per query.
+            options: as for :meth:`search` (``rerank``, ``chunks``, ``distinct``, ``mode``, ...).
+        """
+        texts = list(queries)
+        results: list[list[Hit]] = []
+        needs_vectors = (options.get("mode") or self.config.search.mode) != "keyword"
+        for start in range(0, len(texts), QUERY_CACHE):
+            group = texts[start:start + QUERY_CACHE]
+            todo = [q for q in dict.fromkeys(group) if isinstance(q, str) and q.strip()
+                    and q not in self._query_cache]
+            if needs_vectors and todo and self.store.count("documents"):
+                self._query_cache.update(zip(todo, self.embedder.encode_queries(todo)))
+                while len(self._query_cache) > QUERY_CACHE:
+                    del self._query_cache[next(iter(self._query_cache))]
+            results.extend(self.search(q, k=k, **options) for q in group)
+        return results
 
     def _query_vector(self, query: str) -> np.ndarray:
         """The query's embedding; the last few are kept, as one query is often asked again
@@ -729,19 +756,36 @@ class SearchIndex:
         return hits
 
     def _search_chunks(self, qvec: np.ndarray | None, match: str | None, k: int,
-                       where: tuple[str, list[Any]] | None, fusion: str) -> list[Hit]:
-        """Passages straight from the chunk indexes (several may come from one document):
-        by chunk vector (``qvec``), by chunk BM25 (``match``), or both fused."""
+                       where: tuple[str, list[Any]] | None, fusion: str,
+                       distinct: bool = False) -> list[Hit]:
+        """Passages straight from the chunk indexes (several may come from one document, or
+        only each document's best with ``distinct``): by chunk vector (``qvec``), by chunk
+        BM25 (``match``), or both fused."""
         settings = self.config.search
         both = qvec is not None and match is not None
+        allowed = self.store.filtered_ids(where, "chunks") if where and qvec is not None else None
+        total = self.store.count("chunks")
         depth = max(k, settings.rerank_depth) if both else k
-        dense = self._ann_top("chunks", qvec, depth, self.store.filtered_ids(where, "chunks")
-                              if where else None) if qvec is not None else {}
-        keyword = self.store.keyword_chunks(match, limit=depth, where=where) if match else {}
-        final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k,
-                             depth) if both else dense or keyword
-        order = sorted(final, key=lambda i: -final[i])[:k]
-        chunks = self.store.chunks(order)
+        while True:
+            dense = self._ann_top("chunks", qvec, depth, allowed) if qvec is not None else {}
+            keyword = self.store.keyword_chunks(match, limit=depth, where=where) if match else {}
+            final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k,
+                                 depth) if both else dense or keyword
+            ranked = sorted(final, key=lambda i: -final[i])
+            if not distinct:
+                order = ranked[:k]
+                chunks = self.store.chunks(order)
+                break
+            # One passage per document: widen the search until k documents are found (or
+            # every chunk was seen).
+            chunks = self.store.chunks(ranked)
+            best: dict[int, int] = {}
+            for chunk_id in ranked:
+                best.setdefault(chunks[chunk_id].doc_id, chunk_id)
+            if len(best) >= k or depth >= total:
+                order = list(best.values())[:k]
+                break
+            depth = min(total, depth * 8)
         rows = self.store.documents({c.doc_id for c in chunks.values()})
         hits = []
         order = [c for c in order if c in chunks and chunks[c].doc_id in rows]

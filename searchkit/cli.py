@@ -19,6 +19,7 @@ from .api import SearchIndex
 from .config import all_keys, env_var, load_config
 from .errors import SearchkitError
 from .filters import Filters
+from .evaluation import MODES, evaluate
 
 log = logging.getLogger("searchkit")
 
@@ -52,11 +53,13 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def common_options(fn: Callable) -> Callable:
+def common_options(fn: Callable, with_index: bool = True) -> Callable:
     """Options every command shares: the index folder, config file and generic overrides."""
     options = [
         click.option("--index", "index_dir", metavar="DIR", default=None,
                      help=f"Index folder (setting `index`, env {env_var('index')}; default .searchkit)."),
+    ] if with_index else []
+    options += [
         click.option("--config", "config_file", metavar="FILE", default=None,
                      help="YAML config file (default: $SEARCHKIT_CONFIG, else ./config.yaml if present)."),
         click.option("--set", "settings", metavar="KEY=VALUE", multiple=True,
@@ -139,6 +142,8 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.option("--rerank", type=click.Choice(["none", "late"]), default=None,
               help="late: rescore the top documents with their best late chunk (setting search.rerank).")
 @click.option("--chunks", is_flag=True, help="Return passages from the chunk index instead of documents.")
+@click.option("--distinct", is_flag=True,
+              help="With --chunks: at most one passage (the best) per document.")
 @click.option("--path", "paths", multiple=True, metavar="GLOB",
               help="Only files whose path matches GLOB, e.g. '*/19th-century/*' (repeatable: any).")
 @click.option("--type", "types", multiple=True, metavar="EXT",
@@ -154,7 +159,7 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @handle_errors
 def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, rerank, chunks,
-              paths, types, since, until, where, model, as_json):
+              distinct, paths, types, since, until, where, model, as_json):
     """Search the index for TEXT.
 
     Filters apply before ranking, so -k N returns N results whenever N documents match.
@@ -167,7 +172,8 @@ def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, re
     with SearchIndex.open(config=config) as ix:
         if model:
             ix.check_model(model)
-        hits = ix.search(text, rerank=rerank, chunks=chunks, filters=filters)
+        hits = ix.search(text, rerank=rerank, chunks=chunks, distinct=distinct,
+                         filters=filters)
         if as_json:
             click.echo(json.dumps({"query": text, "index": str(ix.folder),
                                    "mode": config.search.mode,
@@ -193,6 +199,43 @@ def _shown_path(path: str) -> str:
         return rel if not rel.startswith("..") else path
     except ValueError:
         return path
+
+
+@main.command("eval")
+@click.argument("dataset_dir", type=click.Path())
+@functools.partial(common_options, with_index=False)
+@click.option("--work-dir", metavar="DIR", default=None,
+              help="Keep the index folders here and reuse them (default: a temporary folder, deleted).")
+@click.option("--modes", default=None, metavar="M1,M2",
+              help=f"Modes to evaluate, comma-separated (default all: {', '.join(MODES)}).")
+@click.option("-k", "k", type=int, default=10, show_default=True,
+              help="Results fetched per query (at least 10).")
+@click.option("--model", default=None, help="Embedding model (setting model.name).")
+@click.option("--chunk-size", type=int, default=None, help="Tokens per chunk (setting chunking.size).")
+@click.option("--mode", "search_mode", type=click.Choice(["dense", "keyword", "hybrid"]),
+              default="dense", show_default=True,
+              help="Query mode of every eval mode (hybrid fuses BM25 with each mode's dense side).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@handle_errors
+def eval_cmd(dataset_dir, config_file, settings, quiet, work_dir, modes, k, model, chunk_size,
+             search_mode, as_json):
+    """Measure retrieval quality on a BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv).
+
+    Indexes the corpus once per index variant the modes need, runs every query and prints
+    nDCG@10, recall@1, recall@10 and MRR@10 per mode.
+    """
+    _setup_logging(quiet)
+    config = build_config(None, config_file, settings, **{
+        "model.name": model, "chunking.size": chunk_size})
+    chosen = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
+    report = evaluate(dataset_dir, config, work_dir=work_dir, modes=chosen, k=k,
+                      search_mode=search_mode,
+                      progress=None if quiet else (lambda line: click.echo(line, err=True)),
+                      show_progress=not quiet and sys.stderr.isatty())
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(report.table())
 
 
 @main.command("info")

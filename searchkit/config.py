@@ -34,6 +34,7 @@ class ModelConfig:
     device: str = "cpu"
     window_tokens: int | None = None
     window_overlap: int = 64
+    max_windows: int | None = None
     batch_tokens: int = 8192
     trust_remote_code: bool = False
     network_timeout: float = 2.0
@@ -45,7 +46,7 @@ class ChunkingConfig:
 
     mode: str = "late"
     strategy: str = "fixed"
-    size: int = 256
+    size: int = 64
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,9 @@ class SearchConfig:
 
     k: int = 10
     mode: str = "hybrid"
-    rerank: str = "none"
+    rerank: str = "late"
     rerank_depth: int = 50
-    chunk_weight: float = 0.7
+    chunk_weight: float = 0.5
     fusion: str = "weighted"
     keyword_weight: float = 0.2
     rrf_k: int = 60
@@ -111,7 +112,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 POSITIVE = {
-    "model.window_tokens", "model.batch_tokens", "model.network_timeout", "chunking.size",
+    "model.window_tokens", "model.max_windows", "model.batch_tokens", "model.network_timeout", "chunking.size",
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
     "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
@@ -284,6 +285,23 @@ def _read_yaml(file: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of settings, not {type(data).__name__}")
     return _flatten(data)
+
+
+def with_settings(config: Config, settings: Mapping[str, Any], source: str = "override") -> Config:
+    """A copy of ``config`` with dotted keys replaced (``{"chunking.mode": "naive"}``), validated.
+
+    Raises:
+        ConfigError: a key is unknown or a value is invalid.
+    """
+    keys = all_keys()
+    flat = _flatten(as_dict(config))
+    for key, value in settings.items():
+        if key not in keys:
+            raise ConfigError(f"unknown setting {key!r} ({source})")
+        value = _coerce(key, keys[key], value, "config file")  # typed values: no string parsing
+        _validate(key, value, source)
+        flat[key] = value
+    return _build(Config, flat)
 
 
 def as_dict(config: Config) -> dict[str, Any]:

@@ -31,9 +31,12 @@ def embed_documents(embedder: Embedder, docs: Sequence[Document], chunking: Chun
         docs: documents to embed; each must have at least one token.
         chunking: mode (``late``, ``naive``, ``none``), strategy and size.
         progress: called with the number of tokens fed after each model batch.
-        tokens: the documents' tokens if the caller already has them.
+        tokens: the documents' tokens if the caller already has them (already cut to
+            ``model.max_windows`` windows by :meth:`Embedder.truncate`).
     """
-    tokens = list(tokens) if tokens is not None else [embedder.tokenize(d.text) for d in docs]
+    if tokens is None:
+        tokens = [embedder.truncate(embedder.tokenize(d.text)) for d in docs]
+    tokens = list(tokens)
     matrices = embedder.token_matrices(tokens, progress=progress)
     spans = [make_spans(d.text, t.offsets, chunking.strategy, chunking.size)
              if chunking.mode != "none" else [] for d, t in zip(docs, tokens)]

@@ -403,12 +403,14 @@ class Store:
 
     def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(
-            "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end FROM chunks "
-            f"WHERE id IN ({','.join('?' * len(ids))})", ids)
-        return {r[0]: ChunkRow(*r) for r in rows}
+        out: dict[int, ChunkRow] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            rows = self.db.execute(
+                "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end FROM chunks "
+                f"WHERE id IN ({','.join('?' * len(part))})", part)
+            out.update((r[0], ChunkRow(*r)) for r in rows)
+        return out
 
     # -- keyword search and filters -------------------------------------------------------
 

@@ -24,12 +24,12 @@ def test_every_setting_is_documented_in_config_yaml():
 
 def test_precedence_flag_over_env_over_file(tmp_path):
     file = tmp_path / "c.yaml"
-    file.write_text("search:\n  k: 3\n  rerank: late\nmodel:\n  batch_tokens: 100\n")
+    file.write_text("search:\n  k: 3\n  rerank: none\nmodel:\n  batch_tokens: 100\n")
     env = {"SEARCHKIT_SEARCH_K": "5", "SEARCHKIT_MODEL_BATCH_TOKENS": "200"}
     config = load_config(file, overrides={"search.k": 7}, environ=env)
     assert config.search.k == 7                # flag wins
     assert config.model.batch_tokens == 200    # env beats file
-    assert config.search.rerank == "late"      # file beats default
+    assert config.search.rerank == "none"      # file beats default
     assert config.ann.nprobe == 32             # default
 
 
@@ -68,3 +68,14 @@ def test_bad_environment_value_names_the_variable_source():
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_with_settings_replaces_dotted_keys_and_validates():
+    from searchkit.config import with_settings
+    config = with_settings(Config(), {"chunking.mode": "naive", "model.max_windows": 1})
+    assert config.chunking.mode == "naive" and config.model.max_windows == 1
+    assert config.search == Config().search
+    with pytest.raises(ConfigError, match="chunking.mode"):
+        with_settings(Config(), {"chunking.mode": "sideways"})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        with_settings(Config(), {"chunking.colour": 1})

@@ -37,6 +37,7 @@ class ModelInfo:
     window_overlap: int
     pooling: str = "mean"
     normalized: bool = True
+    max_windows: int | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -101,7 +102,8 @@ class Embedder:
         window = min(window, _position_limit(model, window))
         dim = _dimension(model)
         info = ModelInfo(name=source.name, requested=requested, dimension=dim, max_tokens=max_tokens,
-                         window_tokens=window, window_overlap=config.window_overlap)
+                         window_tokens=window, window_overlap=config.window_overlap,
+                         max_windows=config.max_windows)
         embedder = cls(model, info, config.batch_tokens, fallback_reason)
         if fallback_reason:
             log.warning("!! %s; USING THE BUNDLED OFFLINE MODEL %s instead (%d-d, %d-token windows). "
@@ -123,6 +125,17 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
+
+    def truncate(self, tokens: Tokens) -> Tokens:
+        """The tokens the index embeds: all of them, or those of the first ``max_windows`` windows."""
+        limit = self.info.max_windows
+        if limit is None:
+            return tokens
+        plan = plan_windows(len(tokens), self.info.window_tokens, self.info.window_overlap)
+        if len(plan) <= limit:
+            return tokens
+        end = plan[limit - 1].end
+        return Tokens(tokens.ids[:end], tokens.offsets[:end])
 
     # -- forward passes -------------------------------------------------------------------
 
