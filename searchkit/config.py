@@ -79,7 +79,7 @@ class SearchConfig:
 
     k: int = 10
     mode: str = "hybrid"
-    rerank: str = "late"
+    rerank: str = "none"
     rerank_depth: int = 50
     chunk_weight: float = 0.5
     fusion: str = "weighted"

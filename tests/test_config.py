@@ -24,12 +24,12 @@ def test_every_setting_is_documented_in_config_yaml():
 
 def test_precedence_flag_over_env_over_file(tmp_path):
     file = tmp_path / "c.yaml"
-    file.write_text("search:\n  k: 3\n  rerank: none\nmodel:\n  batch_tokens: 100\n")
+    file.write_text("search:\n  k: 3\n  rerank: late\nmodel:\n  batch_tokens: 100\n")
     env = {"SEARCHKIT_SEARCH_K": "5", "SEARCHKIT_MODEL_BATCH_TOKENS": "200"}
     config = load_config(file, overrides={"search.k": 7}, environ=env)
     assert config.search.k == 7                # flag wins
     assert config.model.batch_tokens == 200    # env beats file
-    assert config.search.rerank == "none"      # file beats default
+    assert config.search.rerank == "late"      # file beats default
     assert config.ann.nprobe == 32             # default
 
 
