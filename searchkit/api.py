@@ -26,7 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import search as ranking
-from .ann import AnnParams, VectorIndex, choose_params
+from .ann import VectorIndex
+from .caches import TABLES, VectorCaches
 from .config import ChunkingConfig, Config, load_config
 from .documents import (Document, Skipped, content_hash, iter_files, read_document,
                         record_document)
@@ -42,7 +43,6 @@ from .store import DB_NAME, Store
 
 log = logging.getLogger("searchkit")
 
-TABLES = ("documents", "chunks")
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")
 QUERY_CACHE = 32  # query embeddings kept per open index
@@ -110,10 +110,8 @@ class SearchIndex:
         self.store = store
         self.wait = wait
         self._embedder: Embedder | None = None
-        self._ann: dict[str, VectorIndex] = {}
-        self._ann_generation: dict[str, int] = {}
+        self.vectors = VectorCaches(folder, store, config.ann, config.ingest.checkpoint_seconds)
         self._query_cache: dict[str, np.ndarray] = {}
-        self._last_save = time.monotonic()
 
     # -- opening --------------------------------------------------------------------------
 
@@ -197,161 +195,6 @@ class SearchIndex:
                     fallback=False)
                 self._embedder = Embedder.load(model_config, allow_download=False, name=info.name)
         return self._embedder
-
-    # -- FAISS caches ---------------------------------------------------------------------
-
-    def _ann_file(self, table: str, generation: int) -> Path:
-        return self.folder / f"{table}.g{generation}.faiss"
-
-    def _ann_files(self, table: str, generation: int) -> list[Path]:
-        """FAISS files of ``table`` on disk: the one for ``generation`` first, then newest first."""
-        found = []
-        for path in self.folder.glob(f"{table}.g*.faiss"):
-            gen = path.name[len(table) + 2:-len(".faiss")]
-            if gen.isdigit():
-                found.append((int(gen) != generation, -int(gen), path))
-        return [path for *_, path in sorted(found)]
-
-    def _params(self, table: str) -> AnnParams:
-        data = self.store.manifest().get(f"ann_{table}")
-        return AnnParams(**data) if data else choose_params(self.config.ann, self.store.count(table))
-
-    def ann(self, table: str) -> VectorIndex:
-        """The FAISS index of ``documents`` or ``chunks`` for the database's current state.
-
-        Readers call this inside :meth:`Store.snapshot`, so the index and every row read
-        afterwards come from one generation. The index comes from, cheapest first: the copy in
-        memory, the FAISS file of this generation, the newest older file; whichever it is, it is
-        then brought level with SQLite by id (vectors added since are read from SQLite, removed
-        ones dropped or, in HNSW, left as tombstones). With no usable file it is rebuilt from
-        SQLite, with one line saying so.
-        """
-        generation = self.store.generation
-        cached = self._ann.get(table)
-        if cached is not None and self._ann_generation.get(table) == generation:
-            return cached
-        dim = self._dimension()
-        index, source = None, None
-        if cached is not None and cached.params == self._params(table) \
-                and _tombstone_share(cached, self.store.count(table)) <= self.config.ann.compact_ratio:
-            index = cached
-        else:
-            index, source, warned = self._load_newest(table, generation, dim)
-        if index is None:
-            if self.store.count(table) and not warned:
-                log.warning("no FAISS file for %s; rebuilt from SQLite", table)
-            index = self._build_ann(table, self._params(table))
-        else:
-            added, removed = self._catch_up(table, index, dim)
-            if (added or removed) and source is not None:
-                current = source == self._ann_file(table, generation)
-                (log.warning if current else log.info)(
-                    "FAISS file %s %s; brought level with SQLite (+%d, -%d vectors)", source.name,
-                    "disagreed with the database" if current else "is older than the database",
-                    added, removed)
-        self._ann[table], self._ann_generation[table] = index, generation
-        return index
-
-    def _dimension(self) -> int:
-        info = self.model_info
-        return info.dimension if info else 1
-
-    def _load_newest(self, table: str, generation: int,
-                     dim: int) -> tuple[VectorIndex | None, Path | None, bool]:
-        """The newest readable FAISS file of ``table`` (this generation's first), its path, and
-        whether a damaged file was reported on the way."""
-        bad: set[Path] = set()
-        for _ in range(2):  # a writer may swap files while we look: list them again once
-            for path in self._ann_files(table, generation):
-                if path in bad:
-                    continue
-                try:
-                    index = VectorIndex.load(path)
-                    if index.dim != dim:
-                        raise ValueError(f"dimension {index.dim}, not {dim}")
-                except ValueError as exc:
-                    if path.exists():  # else the writer swapped it away while we read it
-                        bad.add(path)
-                        log.warning("FAISS file %s is unreadable (%s); using SQLite instead",
-                                    path.name, exc)
-                    continue
-                return index, path, bool(bad)
-        return None, None, bool(bad)
-
-    def _catch_up(self, table: str, index: VectorIndex, dim: int) -> tuple[int, int]:
-        """Bring ``index`` level with SQLite by id; returns (vectors added, ids removed).
-
-        Ids are never reused (AUTOINCREMENT), so comparing id sets is exact: an id only in
-        SQLite was added since the index was saved, an id only in the index was removed.
-        """
-        live, have = self.store.ids(table), index.ids()
-        new = np.setdiff1d(live, have, assume_unique=True)
-        gone = np.setdiff1d(have, live, assume_unique=True)
-        if len(gone):
-            index.remove(gone)
-        if len(new):
-            ids, vectors = self.store.vectors(table, dim, ids=new)
-            index.add(ids, vectors)
-        return len(new), len(gone)
-
-    def _build_ann(self, table: str, params: AnnParams) -> VectorIndex:
-        ids, vectors = self.store.vectors(table, self._dimension())
-        if params.kind == "ivf" and len(ids) < (params.nlist or 1):
-            params = choose_params(self.config.ann, len(ids))
-        return VectorIndex.build(params, self._dimension(), ids, vectors)
-
-    def _save_ann(self) -> None:
-        """Record the FAISS structure, write the caches for the new generation, drop older files.
-
-        Writer only. The manifest commit comes first: a crash before the files are renamed into
-        place leaves this generation without files, and the next reader brings the newest
-        older file level with SQLite. Older files are removed once the new ones are in place;
-        a reader already holding one keeps its copy in memory.
-        """
-        self.store.set_manifest(**{f"ann_{t}": ix.params.as_dict() for t, ix in self._ann.items()})
-        generation = self.store.generation
-        for table, index in self._ann.items():
-            index.save(self._ann_file(table, generation))
-            self._ann_generation[table] = generation
-        for path in self.folder.glob("*.g*.faiss"):
-            if not path.name.endswith(f".g{generation}.faiss"):
-                path.unlink(missing_ok=True)
-        for path in self.folder.glob("*.faiss.*.tmp"):  # left by a writer killed mid-save
-            path.unlink(missing_ok=True)
-        self._last_save = time.monotonic()
-
-    def _checkpoint(self) -> None:
-        """During a long write, save the FAISS caches every ``ingest.checkpoint_seconds``, so
-        readers and a restarted run catch up from a recent file instead of rebuilding."""
-        every = self.config.ingest.checkpoint_seconds
-        if every and time.monotonic() - self._last_save >= every:
-            self._save_ann()
-
-    def _compact(self, force: bool) -> dict[str, int]:
-        """Rebuild from SQLite each index whose tombstones (HNSW) exceed ``ann.compact_ratio``
-        (any tombstone with ``force``), keeping its structure; returns tombstones dropped."""
-        dropped = {}
-        for table in TABLES:
-            index = self.ann_stale_ok(table)
-            dead = index.ntotal - self.store.count(table)
-            if dead > 0 and (force or _tombstone_share(index, index.ntotal - dead)
-                             > self.config.ann.compact_ratio):
-                self._ann[table] = self._build_ann(table, index.params)
-                dropped[table] = dead
-                log.info("compacted %s: %d removed vectors dropped", table, dead)
-        return dropped
-
-    def _resize_ann(self) -> None:
-        """Rebuild a FAISS index whose structure no longer suits the collection size."""
-        for table in TABLES:
-            index = self.ann_stale_ok(table)
-            wanted = choose_params(self._effective_ann(), self.store.count(table))
-            if _needs_rebuild(index.params, wanted):
-                self._ann[table] = self._build_ann(table, wanted)
-
-    def _effective_ann(self):
-        kind = self.store.manifest().get("ann_type", self.config.ann.type)
-        return dataclasses.replace(self.config.ann, type=kind)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -447,11 +290,7 @@ class SearchIndex:
         with WriteLock(self.folder, self.wait):
             if index_type is not None:
                 self.store.set_manifest(ann_type=index_type)
-            ann_config = self._effective_ann()
-            for table in TABLES:
-                params = choose_params(ann_config, self.store.count(table))
-                self._ann[table] = self._build_ann(table, params)
-            self._save_ann()
+            self.vectors.rebuild_all()
         return self.stats()
 
     @_guard_db
@@ -467,21 +306,19 @@ class SearchIndex:
             before = _folder_bytes(self.folder)
             dropped: dict[str, int] = {}
             if self.model_info is not None:
-                for table in TABLES:
-                    self.ann(table)
-                dropped = self._compact(force=True)
-                self._save_ann()
+                self.vectors.load_all()
+                dropped = self.vectors.compact(force=True)
+                self.vectors.save()
             self.store.vacuum()
             return {"dropped": dropped, "bytes_before": before, "bytes_after": _folder_bytes(self.folder)}
 
     def _prepare_write(self) -> None:
         """Record model and structure on first write; refuse a mismatched model."""
-        self._last_save = time.monotonic()
+        self.vectors.start_write()
         manifest = self.store.manifest()
         if "model" in manifest:
             self.check_model(self.config.model.name)
-            for table in TABLES:
-                self.ann(table)
+            self.vectors.load_all()
             return
         info = self.embedder.info
         chunking = self.config.chunking
@@ -490,10 +327,7 @@ class SearchIndex:
                               f"({info.window_tokens} tokens) in naive mode")
         self.store.set_manifest(model=info.as_dict(), chunking=dataclasses.asdict(chunking),
                                 ann_type=self.config.ann.type)
-        # Load (or rebuild) the FAISS caches before the first commit, so the writer's in-memory
-        # indexes and SQLite move in step from here on.
-        for table in TABLES:
-            self.ann(table)
+        self.vectors.load_all()
 
     def _ingest(self, paths: list[Path], existing: dict, report: IngestReport, max_bytes: int,
                 show_progress: bool) -> None:
@@ -543,8 +377,8 @@ class SearchIndex:
             with self.store.transaction():
                 old_chunks = self.store.delete(old_ids)
                 new = [self.store.insert(item) for item in embedded]
-            self._apply_to_ann(old_ids, old_chunks, new, embedded)
-            self._checkpoint()
+            self.vectors.apply(old_ids, old_chunks, new, embedded)
+            self.vectors.checkpoint()
             report.tokens += sum(e.n_tokens for e in embedded)
             for d in docs[part]:
                 if d.key in existing:
@@ -555,35 +389,17 @@ class SearchIndex:
                 bar.update(len(embedded))
         report.seconds += time.perf_counter() - started
 
-    def _apply_to_ann(self, old_ids, old_chunks, new, embedded) -> None:
-        docs_ann, chunks_ann = self.ann_stale_ok("documents"), self.ann_stale_ok("chunks")
-        docs_ann.remove(np.asarray(old_ids, dtype=np.int64))
-        chunks_ann.remove(np.asarray(old_chunks, dtype=np.int64))
-        if new:
-            docs_ann.add(np.asarray([i for i, _ in new]), np.stack([e.vector for e in embedded]))
-            chunk_ids = [c for _, cids in new for c in cids]
-            if chunk_ids:
-                chunks_ann.add(np.asarray(chunk_ids),
-                               np.stack([c.vector for e in embedded for c in e.chunks]))
-        generation = self.store.generation
-        for table in TABLES:
-            self._ann_generation[table] = generation
-
-    def ann_stale_ok(self, table: str) -> VectorIndex:
-        """The in-memory index a writer keeps in step with its own commits."""
-        if table not in self._ann:
-            return self.ann(table)
-        return self._ann[table]
-
     def _remove_ids(self, doc_ids: list[int]) -> None:
         with self.store.transaction():
             chunk_ids = self.store.delete(doc_ids)
-        self._apply_to_ann(doc_ids, chunk_ids, [], [])
+        self.vectors.apply(doc_ids, chunk_ids, [], [])
 
     def _finish_write(self) -> None:
-        self._resize_ann()
-        self._compact(force=False)
-        self._save_ann()
+        self.vectors.finish_write()
+
+    def ann(self, table: str) -> VectorIndex:
+        """The FAISS index of ``documents`` or ``chunks`` for the database's current state."""
+        return self.vectors.get(table)
 
     # -- searching ------------------------------------------------------------------------
 
@@ -848,8 +664,6 @@ def _creatable(folder: Path) -> bool:
         p for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_NAME)
 
 
-def _tombstone_share(index: VectorIndex, live: int) -> float:
-    return (index.ntotal - live) / index.ntotal if index.ntotal else 0.0
 
 
 def _folder_files(folder: Path) -> dict[str, int]:
@@ -867,12 +681,6 @@ def _folder_bytes(folder: Path) -> int:
     return sum(_folder_files(folder).values())
 
 
-def _needs_rebuild(have: AnnParams, want: AnnParams) -> bool:
-    if have.kind != want.kind:
-        return True
-    if have.kind == "ivf":
-        return not (want.nlist / 2 <= (have.nlist or 1) <= want.nlist * 2)
-    return False
 
 
 def _file_hash_matches(path: Path, stored_hash: str) -> bool:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from searchkit import SearchIndex
 from searchkit.ann import VectorIndex
+from searchkit.caches import VectorCaches
 from searchkit.cli import main
 from searchkit.config import AnnConfig, IngestConfig
 from searchkit.errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
@@ -222,7 +223,7 @@ def test_reader_snapshot_keeps_a_consistent_view_across_a_swap(built):
             old = {h.key: h.doc_id for h in reader.search("volcano lava magma", k=12)}
             writer.add_records([(k, f"Now about taxes and accounting {k}.") for k in ("r0", "r6")])
             writer.remove(["r11"])
-            assert not list(writer.folder.glob(f"*.g{reader._ann_generation['documents']}.faiss"))
+            assert not list(writer.folder.glob(f"*.g{reader.vectors.loaded_generation('documents')}.faiss"))
             again = {h.key: h.doc_id for h in reader.search("volcano lava magma", k=12)}
             assert again == old                          # same rows, same ids, inside the snapshot
         fresh = reader.search("volcano lava magma", k=12)
@@ -234,13 +235,13 @@ def test_reader_snapshot_keeps_a_consistent_view_across_a_swap(built):
 def test_writer_checkpoints_faiss_during_a_long_write(config, monkeypatch):
     config = dataclasses.replace(config, ingest=IngestConfig(commit_every=2, checkpoint_seconds=1e-9))
     saves = []
-    real = SearchIndex._save_ann
+    real = VectorCaches.save
 
     def spy(self):
         saves.append(self.store.generation)
         real(self)
 
-    monkeypatch.setattr(SearchIndex, "_save_ann", spy)
+    monkeypatch.setattr(VectorCaches, "save", spy)
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records(records(8))
     assert len(saves) >= 4                              # one per commit, then the final one

@@ -1,0 +1,253 @@
+"""The FAISS caches of an index folder, kept level with the SQLite source of truth.
+
+Each table (``documents``, ``chunks``) has one FAISS file named after the database generation
+it reflects (``documents.g42.faiss``). Readers take the newest readable file and bring it level
+with SQLite by id (ids are never reused, so comparing id sets is exact); with no usable file
+they rebuild from SQLite. The writer keeps its in-memory indexes in step with its own commits,
+checkpoints them during long writes, compacts HNSW tombstones, resizes the structure as the
+collection grows, and saves atomically at the end. Storage side only: no model code here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .ann import AnnParams, VectorIndex, choose_params
+from .config import AnnConfig
+from .records import EmbeddedDocument
+from .store import Store
+
+log = logging.getLogger("searchkit")
+
+TABLES = ("documents", "chunks")
+
+
+class VectorCaches:
+    """The FAISS index of each table of one index folder, loaded, repaired and saved on demand."""
+
+    def __init__(self, folder: Path, store: Store, config: AnnConfig,
+                 checkpoint_seconds: float | None = None):
+        self.folder = folder
+        self.store = store
+        self.config = config
+        self.checkpoint_seconds = checkpoint_seconds
+        self._index: dict[str, VectorIndex] = {}
+        self._generation: dict[str, int] = {}
+        self._last_save = time.monotonic()
+
+    def file(self, table: str, generation: int) -> Path:
+        return self.folder / f"{table}.g{generation}.faiss"
+
+    def _files(self, table: str, generation: int) -> list[Path]:
+        """FAISS files of ``table`` on disk: the one for ``generation`` first, then newest first."""
+        found = []
+        for path in self.folder.glob(f"{table}.g*.faiss"):
+            gen = path.name[len(table) + 2:-len(".faiss")]
+            if gen.isdigit():
+                found.append((int(gen) != generation, -int(gen), path))
+        return [path for *_, path in sorted(found)]
+
+    def _params(self, table: str) -> AnnParams:
+        data = self.store.manifest().get(f"ann_{table}")
+        return AnnParams(**data) if data else choose_params(self.config, self.store.count(table))
+
+    def get(self, table: str) -> VectorIndex:
+        """The FAISS index of ``documents`` or ``chunks`` for the database's current state.
+
+        Readers call this inside :meth:`Store.snapshot`, so the index and every row read
+        afterwards come from one generation. The index comes from, cheapest first: the copy in
+        memory, the FAISS file of this generation, the newest older file; whichever it is, it is
+        then brought level with SQLite by id (vectors added since are read from SQLite, removed
+        ones dropped or, in HNSW, left as tombstones). With no usable file it is rebuilt from
+        SQLite, with one line saying so.
+        """
+        generation = self.store.generation
+        cached = self._index.get(table)
+        if cached is not None and self._generation.get(table) == generation:
+            return cached
+        dim = self.dimension()
+        index, source = None, None
+        if cached is not None and cached.params == self._params(table) \
+                and _tombstone_share(cached, self.store.count(table)) <= self.config.compact_ratio:
+            index = cached
+        else:
+            index, source, warned = self._load_newest(table, generation, dim)
+        if index is None:
+            if self.store.count(table) and not warned:
+                log.warning("no FAISS file for %s; rebuilt from SQLite", table)
+            index = self.build(table, self._params(table))
+        else:
+            added, removed = self._catch_up(table, index, dim)
+            if (added or removed) and source is not None:
+                current = source == self.file(table, generation)
+                (log.warning if current else log.info)(
+                    "FAISS file %s %s; brought level with SQLite (+%d, -%d vectors)", source.name,
+                    "disagreed with the database" if current else "is older than the database",
+                    added, removed)
+        self._index[table], self._generation[table] = index, generation
+        return index
+
+    def dimension(self) -> int:
+        model = self.store.manifest().get("model") or {}
+        return int(model.get("dimension", 1))
+
+    def _load_newest(self, table: str, generation: int,
+                     dim: int) -> tuple[VectorIndex | None, Path | None, bool]:
+        """The newest readable FAISS file of ``table`` (this generation's first), its path, and
+        whether a damaged file was reported on the way."""
+        bad: set[Path] = set()
+        for _ in range(2):  # a writer may swap files while we look: list them again once
+            for path in self._files(table, generation):
+                if path in bad:
+                    continue
+                try:
+                    index = VectorIndex.load(path)
+                    if index.dim != dim:
+                        raise ValueError(f"dimension {index.dim}, not {dim}")
+                except ValueError as exc:
+                    if path.exists():  # else the writer swapped it away while we read it
+                        bad.add(path)
+                        log.warning("FAISS file %s is unreadable (%s); using SQLite instead",
+                                    path.name, exc)
+                    continue
+                return index, path, bool(bad)
+        return None, None, bool(bad)
+
+    def _catch_up(self, table: str, index: VectorIndex, dim: int) -> tuple[int, int]:
+        """Bring ``index`` level with SQLite by id; returns (vectors added, ids removed).
+
+        Ids are never reused (AUTOINCREMENT), so comparing id sets is exact: an id only in
+        SQLite was added since the index was saved, an id only in the index was removed.
+        """
+        live, have = self.store.ids(table), index.ids()
+        new = np.setdiff1d(live, have, assume_unique=True)
+        gone = np.setdiff1d(have, live, assume_unique=True)
+        if len(gone):
+            index.remove(gone)
+        if len(new):
+            ids, vectors = self.store.vectors(table, dim, ids=new)
+            index.add(ids, vectors)
+        return len(new), len(gone)
+
+    def build(self, table: str, params: AnnParams) -> VectorIndex:
+        ids, vectors = self.store.vectors(table, self.dimension())
+        if params.kind == "ivf" and len(ids) < (params.nlist or 1):
+            params = choose_params(self.config, len(ids))
+        return VectorIndex.build(params, self.dimension(), ids, vectors)
+
+    def save(self) -> None:
+        """Record the FAISS structure, write the caches for the new generation, drop older files.
+
+        Writer only. The manifest commit comes first: a crash before the files are renamed into
+        place leaves this generation without files, and the next reader brings the newest
+        older file level with SQLite. Older files are removed once the new ones are in place;
+        a reader already holding one keeps its copy in memory.
+        """
+        self.store.set_manifest(**{f"ann_{t}": ix.params.as_dict() for t, ix in self._index.items()})
+        generation = self.store.generation
+        for table, index in self._index.items():
+            index.save(self.file(table, generation))
+            self._generation[table] = generation
+        for path in self.folder.glob("*.g*.faiss"):
+            if not path.name.endswith(f".g{generation}.faiss"):
+                path.unlink(missing_ok=True)
+        for path in self.folder.glob("*.faiss.*.tmp"):  # left by a writer killed mid-save
+            path.unlink(missing_ok=True)
+        self._last_save = time.monotonic()
+
+    def checkpoint(self) -> None:
+        """During a long write, save the FAISS caches every ``ingest.checkpoint_seconds``, so
+        readers and a restarted run catch up from a recent file instead of rebuilding."""
+        every = self.checkpoint_seconds
+        if every and time.monotonic() - self._last_save >= every:
+            self.save()
+
+    def compact(self, force: bool) -> dict[str, int]:
+        """Rebuild from SQLite each index whose tombstones (HNSW) exceed ``ann.compact_ratio``
+        (any tombstone with ``force``), keeping its structure; returns tombstones dropped."""
+        dropped = {}
+        for table in TABLES:
+            index = self.current(table)
+            dead = index.ntotal - self.store.count(table)
+            if dead > 0 and (force or _tombstone_share(index, index.ntotal - dead)
+                             > self.config.compact_ratio):
+                self._index[table] = self.build(table, index.params)
+                dropped[table] = dead
+                log.info("compacted %s: %d removed vectors dropped", table, dead)
+        return dropped
+
+    def resize(self) -> None:
+        """Rebuild a FAISS index whose structure no longer suits the collection size."""
+        for table in TABLES:
+            index = self.current(table)
+            wanted = choose_params(self.effective_config(), self.store.count(table))
+            if _needs_rebuild(index.params, wanted):
+                self._index[table] = self.build(table, wanted)
+
+    def effective_config(self) -> AnnConfig:
+        """The ANN settings with the index type recorded in the manifest."""
+        kind = self.store.manifest().get("ann_type", self.config.type)
+        return dataclasses.replace(self.config, type=kind)
+
+    def apply(self, old_ids, old_chunks, new: list[tuple[int, list[int]]],
+              embedded: list[EmbeddedDocument]) -> None:
+        """Mirror one committed batch: remove replaced ids, add the new document and chunk vectors."""
+        docs_ann, chunks_ann = self.current("documents"), self.current("chunks")
+        docs_ann.remove(np.asarray(old_ids, dtype=np.int64))
+        chunks_ann.remove(np.asarray(old_chunks, dtype=np.int64))
+        if new:
+            docs_ann.add(np.asarray([i for i, _ in new]), np.stack([e.vector for e in embedded]))
+            chunk_ids = [c for _, cids in new for c in cids]
+            if chunk_ids:
+                chunks_ann.add(np.asarray(chunk_ids),
+                               np.stack([c.vector for e in embedded for c in e.chunks]))
+        generation = self.store.generation
+        for table in TABLES:
+            self._generation[table] = generation
+
+    def current(self, table: str) -> VectorIndex:
+        """The in-memory index a writer keeps in step with its own commits."""
+        if table not in self._index:
+            return self.get(table)
+        return self._index[table]
+
+    def loaded_generation(self, table: str) -> int | None:
+        """The database generation the in-memory index of ``table`` reflects (None: not loaded)."""
+        return self._generation.get(table)
+
+    def load_all(self) -> None:
+        """Load (or rebuild) every table's index: a writer does this before its first commit,
+        so its in-memory indexes and SQLite move in step from there on."""
+        for table in TABLES:
+            self.get(table)
+
+    def start_write(self) -> None:
+        """Restart the checkpoint clock at the start of a write."""
+        self._last_save = time.monotonic()
+
+    def rebuild_all(self) -> None:
+        """Rebuild every index from SQLite with the structure suited to its size, and save."""
+        config = self.effective_config()
+        for table in TABLES:
+            self._index[table] = self.build(table, choose_params(config, self.store.count(table)))
+        self.save()
+
+    def finish_write(self) -> None:
+        """After a write: resize what outgrew its structure, compact past the tombstone share, save."""
+        self.resize()
+        self.compact(force=False)
+        self.save()
+
+def _tombstone_share(index: VectorIndex, live: int) -> float:
+    return (index.ntotal - live) / index.ntotal if index.ntotal else 0.0
+def _needs_rebuild(have: AnnParams, want: AnnParams) -> bool:
+    if have.kind != want.kind:
+        return True
+    if have.kind == "ivf":
+        return not (want.nlist / 2 <= (have.nlist or 1) <= want.nlist * 2)
+    return False
