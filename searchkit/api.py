@@ -534,7 +534,7 @@ class SearchIndex:
                 self.store.chunks([i for i, _ in pairs])
             pairs = [(i, s) for i, s in pairs if i in rows]
         if allowed is not None and len(pairs) < min(n, len(allowed)):
-            found, vectors = self.store.vectors_for(table, allowed, qvec.shape[0])
+            found, vectors = self.store.vectors(table, qvec.shape[0], ids=allowed)
             exact = vectors @ qvec
             pairs = [(int(found[j]), float(exact[j])) for j in np.argsort(-exact, kind="stable")[:n]]
         return dict(pairs[:n])

@@ -373,13 +373,9 @@ class Store:
         return out
 
     def document_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(
-            f"SELECT id, vector FROM documents WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        matrix = from_blobs([r[1] for r in rows], dim)
-        return {r[0]: matrix[i] for i, r in enumerate(rows)}
+        """``id → vector`` of the given documents."""
+        found, matrix = self.vectors("documents", dim, ids=ids)
+        return {int(i): matrix[row] for row, i in enumerate(found)}
 
     def chunks_of(self, doc_ids: Sequence[int], dim: int) -> tuple[list[ChunkRow], np.ndarray]:
         """Chunks of the given documents with their vectors (for late reranking)."""
@@ -450,18 +446,6 @@ class Store:
             f"WHERE chunks_fts MATCH ? AND ({sql}) ORDER BY bm25(chunks_fts){tail}",
             [match, *params, *([int(limit)] if limit is not None else [])])
         return {int(i): float(s) for i, s in rows}
-
-    def vectors_for(self, table: str, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, vectors)`` of the given rows of ``documents`` or ``chunks`` (exact scoring)."""
-        found, blobs = [], []
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            for row_id, blob in self.db.execute(
-                    f"SELECT id, vector FROM [{table}] WHERE id IN ({','.join('?' * len(part))})", part):
-                found.append(row_id)
-                blobs.append(blob)
-        return np.asarray(found, dtype=np.int64), from_blobs(blobs, dim)
 
     def filtered_ids(self, where: tuple[str, list[Any]], table: str = "documents") -> np.ndarray:
         """Ids of the documents (or of their chunks) that pass an SQL condition on ``documents d``."""
