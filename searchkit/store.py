@@ -32,7 +32,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from .errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
-from .locking import LOCK_NAME
+from .locking import LOCK_NAME, WriteLock
 from .records import EmbeddedDocument
 
 DB_NAME = "searchkit.db"
@@ -179,13 +179,17 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, folder: Path, create: bool = False) -> "Store":
+    def open(cls, folder: Path, create: bool = False, migrate_wait: float = 30.0) -> "Store":
         """Open (or create) the database in ``folder``.
+
+        An index written by an older searchkit is migrated on open, under the folder's writer
+        lock (waiting up to ``migrate_wait`` seconds for a running writer).
 
         Raises:
             NotAnIndexError: the folder or file is not a searchkit index.
             CorruptIndexError: the database is damaged.
             SchemaVersionError: a newer searchkit wrote it.
+            IndexLockedError: the index needs migrating and another writer held it too long.
         """
         folder = Path(folder)
         path = folder / DB_NAME
@@ -221,10 +225,18 @@ class Store:
                 f"{path} was written by a newer searchkit (schema {version}, this one reads up to "
                 f"{SCHEMA_VERSION}); upgrade searchkit to open it")
         if version < SCHEMA_VERSION:
-            migrations.apply(db)
-            with db.atomic():
-                store._put({"schema_version": SCHEMA_VERSION})
+            store._migrate(folder, migrate_wait)
         return store
+
+    def _migrate(self, folder: Path, wait: float) -> None:
+        # Two processes opening an old index at once must not both run a migration, and a
+        # migration must not interleave with a writer's transactions: take the writer lock and
+        # look again, since the other process may have migrated while this one waited.
+        with WriteLock(folder, wait):
+            if self.manifest().get("schema_version", 0) < SCHEMA_VERSION:
+                migrations.apply(self.db)
+                with self.db.atomic():
+                    self._put({"schema_version": SCHEMA_VERSION})
 
     def close(self) -> None:
         self.db.close()

@@ -3,6 +3,7 @@ text never breaks FTS5, and keyword search finds what vectors miss."""
 
 import dataclasses
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import sqlite_utils
 from searchkit import SearchIndex
 from searchkit.config import ChunkingConfig
 from searchkit.documents import record_document
-from searchkit.errors import InputError
+from searchkit.errors import IndexLockedError, InputError
+from searchkit.locking import WriteLock
 from searchkit.records import Chunk, EmbeddedDocument
 from searchkit.search import fts_query, fuse, weighted_fusion
 from searchkit.store import DB_NAME, Store, migrations
@@ -96,8 +98,8 @@ def test_fts_follows_changed_and_deleted_files(config, corpus):
         assert keys(ix.search("glaciers", mode="keyword"))[0].endswith("volcano.txt")
 
 
-def test_migration_indexes_an_index_built_before_fts(tmp_path):
-    folder = tmp_path / "old"
+def _old_index(folder):
+    """An index as searchkit wrote it before migration 2 (keyword search)."""
     folder.mkdir()
     db = sqlite_utils.Database(sqlite3.connect(str(folder / DB_NAME)))
     migrations.apply(db, stop_before="m002_fts")
@@ -108,11 +110,38 @@ def test_migration_indexes_an_index_built_before_fts(tmp_path):
         doc = record_document("old-1", "An index from before keyword search knew zeppelins.")
         old.insert(EmbeddedDocument(doc, 9, vec, (Chunk(0, 0, 9, 3, 24, vec),)))
     db.close()
+
+
+def test_migration_indexes_an_index_built_before_fts(tmp_path):
+    folder = tmp_path / "old"
+    _old_index(folder)
     store = Store.open(folder)
     assert store.manifest()["schema_version"] == 2
     assert list(store.keyword_documents(fts_query("zeppelins"), 10)) == [1]
     assert store.db.execute("SELECT text FROM chunks_fts").fetchall() == [("index from before key",)]
     store.close()
+
+
+def test_migration_waits_for_the_writer_lock(tmp_path):
+    folder = tmp_path / "old"
+    _old_index(folder)
+    with WriteLock(folder):  # a writer is busy: the migration must neither run nor corrupt
+        with pytest.raises(IndexLockedError):
+            Store.open(folder, migrate_wait=0.2)
+    raw = sqlite3.connect(str(folder / DB_NAME))
+    assert raw.execute("SELECT value FROM manifest WHERE key = 'schema_version'").fetchone() == ("1",)
+    raw.close()
+    # Several processes opening the old index at once: one migrates, the others find it done.
+    def open_and_look(_):
+        store = Store.open(folder)
+        try:
+            return (store.manifest()["schema_version"], list(store.keyword_documents(fts_query("zeppelins"), 10)),
+                    store.db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0])
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(open_and_look, range(4))) == [(2, [1], 1)] * 4
 
 
 HOSTILE = ['"', "'", '"unbalanced', "it's", 'say "hello" "', "AND", "OR", "NOT", "a AND b OR NOT c",
