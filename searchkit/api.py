@@ -275,14 +275,36 @@ class SearchIndex:
 
     @_guard_db
     def remove(self, keys: Iterable[str]) -> int:
-        """Remove documents by key (a file's absolute path, or a record id); returns how many."""
-        keys = [_as_key(k) for k in keys]
+        """Remove documents; returns how many were removed.
+
+        Each key is matched, first match wins, against: a stored key as given (a record id, or
+        a file's absolute path); the path made absolute from the current directory (the file
+        may already be deleted); every file stored under that folder. Keys that match nothing
+        are logged as a warning.
+        """
         with WriteLock(self.folder, self.wait):
-            states = self.store.states(keys)
-            if states:
-                self._remove_ids([i for i, _ in states.values()])
+            ids: set[int] = set()
+            for key in keys:
+                found = self._match_key(key)
+                if not found:
+                    log.warning("not in the index: %s", key)
+                ids.update(found)
+            if ids:
+                self._remove_ids(sorted(ids))
                 self._finish_write()
-        return len(states)
+        return len(ids)
+
+    def _match_key(self, key: str) -> list[int]:
+        exact = self.store.states([key])
+        if exact:
+            return [i for i, _ in exact.values()]
+        path = _absolute(key)
+        if path is None:
+            return []
+        as_path = self.store.states([path])
+        if as_path:
+            return [i for i, _ in as_path.values()]
+        return list(self.store.paths_under(path).values())
 
     @_guard_db
     def rebuild(self, index_type: str | None = None) -> dict[str, Any]:
@@ -648,12 +670,12 @@ class SearchIndex:
         }
 
 
-def _as_key(key: str) -> str:
-    """A file's key is its absolute path; anything that is not an existing file is a record id."""
+def _absolute(key: str) -> str | None:
+    """``key`` read as a path and made absolute the way file keys are stored; None if it cannot be one."""
     try:
-        return str(Path(key).absolute()) if Path(key).exists() else key
-    except (OSError, ValueError):  # a NUL byte or an over-long name: not a path
-        return key
+        return str(Path(key).absolute()) if key and "\x00" not in key else None
+    except (OSError, ValueError):
+        return None
 
 
 def _creatable(folder: Path) -> bool:

@@ -284,7 +284,7 @@ def _fmt(data: dict | None) -> str:
 @click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
 @handle_errors
 def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
-    """Remove documents by path or record id."""
+    """Remove documents by record id, file path (even if deleted) or folder."""
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
     with SearchIndex.open(config=config, wait=wait) as ix:

@@ -207,3 +207,27 @@ def test_document_vectors_are_normalised(config, corpus):
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
         _, chunk_vectors = ix.store.vectors("chunks", 384)
         assert len(chunk_vectors) >= 4
+
+
+def test_remove_matches_ids_then_paths_then_folders(config, corpus, tmp_path, monkeypatch, caplog):
+    sub = corpus / "more"
+    sub.mkdir()
+    (sub / "tides.txt").write_text("The Moon's gravity raises the tides twice a day.")
+    (sub / "rain.txt").write_text("Rain falls when droplets in a cloud grow too heavy to float.")
+    monkeypatch.chdir(corpus)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        ix.add_records([("volcano.txt", "A record whose id happens to be a file name here.")])
+        assert ix.stats()["documents"] == 7
+        # A record id wins over a file of the same name in the current directory.
+        assert ix.remove(["volcano.txt"]) == 1
+        assert ix.search("record whose id", mode="keyword") == []
+        assert names(ix.search("magma eruption", k=1)) == ["volcano.txt"]
+        # A relative path to a file already deleted still finds its entry.
+        (corpus / "bread.md").unlink()
+        assert ix.remove(["bread.md"]) == 1
+        # A folder removes everything stored under it; unknown keys are named in a warning.
+        with caplog.at_level(logging.WARNING, logger="searchkit"):
+            assert ix.remove(["more", "no-such-thing"]) == 2
+        assert "not in the index: no-such-thing" in caplog.text
+        assert sorted(names(ix.search("anything", k=10))) == ["chess.html", "orbit.rst", "volcano.txt"]
