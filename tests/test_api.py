@@ -227,6 +227,7 @@ def test_remove_matches_ids_then_paths_then_folders(config, corpus, tmp_path, mo
         (corpus / "bread.md").unlink()
         assert ix.remove(["bread.md"]) == 1
         # A folder removes everything stored under it; unknown keys are named in a warning.
+        monkeypatch.setattr(logging.getLogger("searchkit"), "propagate", True)  # the CLI tests turn it off
         with caplog.at_level(logging.WARNING, logger="searchkit"):
             assert ix.remove(["more", "no-such-thing"]) == 2
         assert "not in the index: no-such-thing" in caplog.text
