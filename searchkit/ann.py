@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,13 +178,17 @@ class VectorIndex:
 
     # -- files ----------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+    def save(self, path: Path) -> int:
+        """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``.
+
+        Returns the CRC-32 of the file as written, for :meth:`load` to verify.
+        """
         path = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
             faiss.write_index(self.index, tmp)
+            crc = file_crc32(tmp)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -191,14 +196,24 @@ class VectorIndex:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        return crc
 
     @classmethod
-    def load(cls, path: Path) -> "VectorIndex":
+    def load(cls, path: Path, crc32: int | None = None) -> "VectorIndex":
         """Read a FAISS file written by :meth:`save`; its structure is read from the file itself.
+
+        With ``crc32`` (what :meth:`save` returned) the file is checked first: FAISS itself
+        would load a file with a flipped bit inside the vector data without complaint.
 
         Raises:
             ValueError: the file is missing, truncated, corrupt, or not one of searchkit's kinds.
         """
+        if crc32 is not None:
+            try:
+                if file_crc32(path) != crc32:
+                    raise ValueError("checksum mismatch: the file changed after it was written")
+            except OSError:
+                raise ValueError("missing" if not os.path.exists(path) else "unreadable") from None
         try:
             index = faiss.read_index(str(path))
         except (RuntimeError, MemoryError) as exc:
@@ -231,3 +246,12 @@ def _training_sample(vectors: np.ndarray, nlist: int) -> np.ndarray:
         return vectors
     rows = np.random.default_rng(0).choice(len(vectors), size=limit, replace=False)
     return vectors[np.sort(rows)]
+
+
+def file_crc32(path: str | os.PathLike, block: int = 1 << 20) -> int:
+    """CRC-32 of a file, read in blocks (zlib's CRC runs at several GB/s: a 1.5 GB index ~0.5 s)."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            crc = zlib.crc32(chunk, crc)
+    return crc

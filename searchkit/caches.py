@@ -102,11 +102,14 @@ class VectorCaches:
         whether a damaged file was reported on the way."""
         bad: set[Path] = set()
         for _ in range(2):  # a writer may swap files while we look: list them again once
+            # A file saved by a writer that crashed before recording its checksum, or by a
+            # searchkit before checksums, has none: it is loaded on FAISS's own checks alone.
+            checksums = self.store.manifest().get("faiss_crc32") or {}
             for path in self._files(table, generation):
                 if path in bad:
                     continue
                 try:
-                    index = VectorIndex.load(path)
+                    index = VectorIndex.load(path, checksums.get(path.name))
                     if index.dim != dim:
                         raise ValueError(f"dimension {index.dim}, not {dim}")
                 except ValueError as exc:
@@ -150,9 +153,12 @@ class VectorCaches:
         """
         self.store.set_manifest(**{f"ann_{t}": ix.params.as_dict() for t, ix in self._index.items()})
         generation = self.store.generation
+        checksums = {}
         for table, index in self._index.items():
-            index.save(self.file(table, generation))
+            path = self.file(table, generation)
+            checksums[path.name] = index.save(path)
             self._generation[table] = generation
+        self.store.annotate(faiss_crc32=checksums)
         for path in self.folder.glob("*.g*.faiss"):
             if not path.name.endswith(f".g{generation}.faiss"):
                 path.unlink(missing_ok=True)

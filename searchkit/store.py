@@ -258,6 +258,12 @@ class Store:
         with self.transaction():
             self._put(values)
 
+    def annotate(self, **values: Any) -> None:
+        """Write manifest entries that change nothing a search sees (cache checksums), atomically
+        but without bumping the generation, so the FAISS files just saved stay current."""
+        with self.db.atomic():
+            self._put(values)
+
     @property
     def generation(self) -> int:
         row = self.db.execute("SELECT value FROM manifest WHERE key = 'generation'").fetchone()
