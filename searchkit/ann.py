@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
+import secrets
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,8 +184,10 @@ class VectorIndex:
         Returns the CRC-32 of the file as written, for :meth:`load` to verify.
         """
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        # Not mkstemp: its 0600 mode would lock other users out of a shared index (they would
+        # rebuild from SQLite on every open); os.open with 0666 honours the umask as the database does.
+        tmp = str(path.parent / f"{path.name}.{secrets.token_hex(4)}.tmp")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         try:
             faiss.write_index(self.index, tmp)
             crc = file_crc32(tmp)

@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,3 +290,11 @@ def test_a_commit_landing_mid_search_does_not_mix_generations(built, monkeypatch
         assert all("Record" in h.snippet for h in hits)          # the old generation, whole
         monkeypatch.undo()
         assert all("Replaced" in h.snippet for h in reader.search("volcano lava magma", k=5))
+
+
+def test_faiss_files_are_as_readable_as_the_database(built):
+    """Other users who can read searchkit.db can read the FAISS caches too (umask decides)."""
+    folder = Path(built.index)
+    db_mode = (folder / DB_NAME).stat().st_mode & 0o777
+    for path in folder.glob("*.faiss"):
+        assert path.stat().st_mode & 0o777 == db_mode, path.name
