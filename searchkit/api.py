@@ -28,6 +28,7 @@ from tqdm import tqdm
 from . import search as ranking
 from .ann import VectorIndex
 from .caches import TABLES, VectorCaches
+from .chunking import max_span_tokens
 from .config import ChunkingConfig, Config, load_config
 from .documents import (Document, Skipped, content_hash, iter_files, read_document,
                         record_document)
@@ -344,9 +345,13 @@ class SearchIndex:
             return
         info = self.embedder.info
         chunking = self.config.chunking
-        if chunking.mode == "naive" and chunking.size > info.window_tokens - 2:
-            raise ConfigError(f"chunking.size {chunking.size} does not fit the model window "
-                              f"({info.window_tokens} tokens) in naive mode")
+        room = info.window_tokens - 2  # [CLS] and [SEP] around each naive chunk
+        if chunking.mode == "naive" and max_span_tokens(chunking.strategy, chunking.size) > room:
+            fits = max(s for s in range(1, room + 1) if max_span_tokens(chunking.strategy, s) <= room)
+            raise ConfigError(
+                f"chunking.size {chunking.size} does not fit the model window ({info.window_tokens} "
+                f"tokens) in naive mode: a {chunking.strategy} chunk can reach "
+                f"{max_span_tokens(chunking.strategy, chunking.size)} tokens; use at most {fits}")
         self.store.set_manifest(model=info.as_dict(), chunking=dataclasses.asdict(chunking),
                                 ann_type=self.config.ann.type)
         self.vectors.load_all()

@@ -28,6 +28,12 @@ def fixed_spans(n_tokens: int, size: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def max_span_tokens(strategy: str, size: int) -> int:
+    """The longest span a strategy makes for ``size``: a fixed tail shorter than half a chunk
+    joins the chunk before (up to ``size + ceil(size/2) - 1`` tokens); sentence spans keep to ``size``."""
+    return size + (size + 1) // 2 - 1 if strategy == "fixed" else size
+
+
 def sentence_spans(text: str, offsets: np.ndarray, max_tokens: int) -> list[tuple[int, int]]:
     """Spans that end on sentence boundaries and hold at most ``max_tokens`` tokens.
 

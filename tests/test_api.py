@@ -10,7 +10,7 @@ import pytest
 
 from searchkit import SearchIndex
 from searchkit.config import AnnConfig, Config, ModelConfig
-from searchkit.errors import (IndexLockedError, InputError, ModelMismatchError, NotAnIndexError)
+from searchkit.errors import (ConfigError, IndexLockedError, InputError, ModelMismatchError, NotAnIndexError)
 from searchkit.locking import WriteLock
 
 QUERIES = {
@@ -232,3 +232,12 @@ def test_remove_matches_ids_then_paths_then_folders(config, corpus, tmp_path, mo
             assert ix.remove(["more", "no-such-thing"]) == 2
         assert "not in the index: no-such-thing" in caplog.text
         assert sorted(names(ix.search("anything", k=10))) == ["chess.html", "orbit.rst", "volcano.txt"]
+
+
+def test_naive_chunks_that_could_outgrow_the_window_are_refused(config):
+    # 200-token chunks fit a 256-token window, but a tail of up to 99 tokens joins the last one.
+    naive = dataclasses.replace(config, chunking=dataclasses.replace(config.chunking, mode="naive", size=200))
+    with SearchIndex.open(config=naive, create=True) as ix:
+        with pytest.raises(ConfigError, match=r"can reach 299 tokens; use at most 170"):
+            ix.add_records([("a", "A short record.")])
+        assert ix.stats()["documents"] == 0

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from searchkit.chunking import char_range, covers_exactly, fixed_spans, sentence_spans
+from searchkit.chunking import (char_range, covers_exactly, fixed_spans, max_span_tokens,
+                                sentence_spans)
 
 
 @pytest.mark.parametrize("n, size", [(1, 4), (10, 4), (12, 4), (13, 4), (1000, 256), (255, 256)])
@@ -9,6 +10,12 @@ def test_fixed_spans_tile_the_document(n, size):
     spans = fixed_spans(n, size)
     assert covers_exactly(spans, n)
     assert all(b - a <= size * 1.5 for a, b in spans)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 64, 200])
+def test_max_span_tokens_is_the_longest_fixed_span(size):
+    longest = max(b - a for n in range(1, 4 * size) for a, b in fixed_spans(n, size))
+    assert longest == max_span_tokens("fixed", size)
 
 
 def test_short_tail_joins_previous_span():
