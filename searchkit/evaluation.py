@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .api import SearchIndex
 from .config import Config, with_settings
 from .datasets import Dataset, load_beir
+from .embedding.models import locate_or_fall_back
 from .errors import InputError
 from .metrics import score_run
 
@@ -199,6 +200,14 @@ def evaluate(dataset: str | Path | Dataset, config: Config, work_dir: str | Path
     else:
         root = Path(work_dir)
         root.mkdir(parents=True, exist_ok=True)
+    # Name the index folders after the model that will really embed (the fallback, if the
+    # configured one is missing), so a kept work_dir never holds one model under another's name.
+    model = config.model
+    source = locate_or_fall_back(model.name, model.fallback_name if model.fallback else None,
+                                 model.network_timeout)
+    if source.fallback_reason:
+        log.warning("%s; evaluating the fallback model %s instead", source.fallback_reason, source.name)
+    config = with_settings(config, {"model.name": source.name})
     queries = data.judged_queries
     results: list[ModeResult] = []
     indexes: dict[str, dict[str, Any]] = {}

@@ -74,3 +74,14 @@ def test_index_variants_are_named_by_their_settings():
     names = {m: folder_name(index_settings(Config(), MODES[m])) for m in MODES}
     assert names["doc-long"] == names["late-long"] == names["rerank"]
     assert len(set(names.values())) == 4
+
+
+def test_eval_names_index_folders_after_the_model_that_embeds(beir, tmp_path, monkeypatch):
+    """A missing model falls back to the bundled one; the kept folder must say so in its name."""
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    result = invoke("eval", beir, "--model", "no-such-org/no-such-model", "--modes", "doc-first",
+                    "--work-dir", work, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in work.iterdir()] == ["all-MiniLM-L6-v2_wmax_o0_first1_nochunks"]
+    assert json.loads(result.output)["model"].endswith("all-MiniLM-L6-v2")

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..config import ModelConfig
-from ..errors import ModelError, ModelNotFoundError
+from ..errors import ModelError
 from ..pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
 from . import models
 
@@ -86,14 +86,9 @@ class Embedder:
             ModelNotFoundError: the model is unavailable and fallback is off.
         """
         requested = name or config.name
-        fallback_reason = None
-        try:
-            source = models.locate(requested, config.network_timeout, allow_download)
-        except ModelNotFoundError as exc:
-            if not config.fallback or models.canonical_name(requested) == models.canonical_name(config.fallback_name):
-                raise
-            fallback_reason = str(exc)
-            source = models.locate(config.fallback_name, config.network_timeout, allow_download)
+        source = models.locate_or_fall_back(requested, config.fallback_name if config.fallback else None,
+                                            config.network_timeout, allow_download)
+        fallback_reason = source.fallback_reason
         device = models.resolve_device(config.device)
         model = models.load_folder(source.folder, device=device, trust_remote_code=config.trust_remote_code)
         model.eval()

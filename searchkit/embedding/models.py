@@ -119,6 +119,23 @@ def locate(name: str, network_timeout: float = 2.0, allow_download: bool = True)
         raise ModelNotFoundError(f"model {name} could not be downloaded: {exc}".splitlines()[0]) from None
 
 
+def locate_or_fall_back(name: str, fallback_name: str | None, network_timeout: float = 2.0,
+                        allow_download: bool = True) -> ModelSource:
+    """:func:`locate` ``name``; if it cannot be found, the fallback model (``None``: no fallback),
+    with the reason recorded in ``fallback_reason``. No weights are loaded.
+
+    Raises:
+        ModelNotFoundError: neither can be found.
+    """
+    try:
+        return locate(name, network_timeout, allow_download)
+    except ModelNotFoundError as exc:
+        if fallback_name is None or canonical_name(name) == canonical_name(fallback_name):
+            raise
+        source = locate(fallback_name, network_timeout, allow_download)
+        return ModelSource(source.name, source.folder, fallback_reason=str(exc))
+
+
 def load_folder(folder: Path, device: str = "cpu", trust_remote_code: bool = False):
     """Load a model folder as a SentenceTransformer; jina-v2 checkpoints use the native JinaBERT."""
     # Imported here, not at the top, for startup cost only (no cycle): both pull in torch
