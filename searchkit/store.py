@@ -38,6 +38,9 @@ from .records import EmbeddedDocument
 DB_NAME = "searchkit.db"
 # The only tables whose names are ever put into SQL text; every value travels as a parameter.
 VECTOR_TABLES = ("documents", "chunks")
+# Values bound per ``IN (…)`` list: SQLite caps the variables of one statement (999 before
+# 3.32, 32,766 since), so a long id list is sent in batches of this many.
+IN_BATCH = 500
 
 migrations = Migrations("searchkit")
 
@@ -320,30 +323,38 @@ class Store:
 
     def delete(self, doc_ids: Sequence[int]) -> list[int]:
         """Delete documents and their chunks; returns the removed chunk ids."""
-        if not doc_ids:
-            return []
-        marks = ",".join("?" * len(doc_ids))
-        chunk_ids = [r[0] for r in self.db.execute(
-            f"SELECT id FROM chunks WHERE doc_id IN ({marks})", list(doc_ids))]
-        self.db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", list(doc_ids))
-        self.db.execute(f"DELETE FROM documents WHERE id IN ({marks})", list(doc_ids))
+        doc_ids = [int(i) for i in doc_ids]
+        chunk_ids = [r[0] for r in self._in_batches(
+            "SELECT id FROM chunks WHERE doc_id IN ({ids})", doc_ids)]
+        self._in_batches("DELETE FROM chunks WHERE doc_id IN ({ids})", doc_ids)
+        self._in_batches("DELETE FROM documents WHERE id IN ({ids})", doc_ids)
         return chunk_ids
 
     # -- reads ----------------------------------------------------------------------------
+
+    def _in_batches(self, sql: str, values: Sequence[Any], before: Sequence[Any] = (),
+                    after: Sequence[Any] = ()) -> list[tuple]:
+        """Run ``sql`` once per batch of ``IN_BATCH`` ``values`` and return every row.
+
+        ``{ids}`` in ``sql`` becomes one batch's placeholders; the parameters ``before`` and
+        ``after`` are bound on either side of them. Each batch is ordered on its own, so a
+        caller that needs one order across batches sorts ``values`` or the rows.
+        """
+        rows: list[tuple] = []
+        for start in range(0, len(values), IN_BATCH):
+            part = list(values[start:start + IN_BATCH])
+            sql_part = sql.replace("{ids}", ",".join("?" * len(part)))
+            rows.extend(self.db.execute(sql_part, [*before, *part, *after]).fetchall())
+        return rows
 
     def states(self, keys: Iterable[str] | None = None) -> dict[str, tuple[int, str]]:
         """``key → (id, content_hash)`` for the given keys (all documents when ``None``)."""
         if keys is None:
             rows = self.db.execute("SELECT key, id, content_hash FROM documents")
             return {k: (i, h) for k, i, h in rows}
-        out: dict[str, tuple[int, str]] = {}
-        keys = list(keys)
-        for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            rows = self.db.execute(
-                f"SELECT key, id, content_hash FROM documents WHERE key IN ({','.join('?' * len(part))})", part)
-            out.update({k: (i, h) for k, i, h in rows})
-        return out
+        rows = self._in_batches("SELECT key, id, content_hash FROM documents WHERE key IN ({ids})",
+                                list(keys))
+        return {k: (i, h) for k, i, h in rows}
 
     def paths_under(self, folder: str) -> dict[str, int]:
         """``path → id`` of file documents stored under ``folder`` (an absolute path)."""
@@ -364,31 +375,18 @@ class Store:
     def vectors(self, table: str, dim: int,
                 ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of ``documents`` or ``chunks`` (all rows, or only ``ids``)."""
-        out_ids, blobs = [], []
         if ids is None:
-            queries = [(f"SELECT id, vector FROM [{_table(table)}] ORDER BY id", [])]
+            rows = self.db.execute(f"SELECT id, vector FROM [{_table(table)}] ORDER BY id").fetchall()
         else:
-            ids = [int(i) for i in ids]
-            queries = [(f"SELECT id, vector FROM [{_table(table)}] WHERE id IN "
-                        f"({','.join('?' * len(ids[i:i + 500]))}) ORDER BY id", ids[i:i + 500])
-                       for i in range(0, len(ids), 500)]
-        for sql, params in queries:
-            for row_id, blob in self.db.execute(sql, params):
-                out_ids.append(row_id)
-                blobs.append(blob)
-        return np.asarray(out_ids, dtype=np.int64), from_blobs(blobs, dim)
+            rows = self._in_batches(f"SELECT id, vector FROM [{_table(table)}] WHERE id IN ({{ids}}) "
+                                    "ORDER BY id", [int(i) for i in ids])
+        return np.asarray([r[0] for r in rows], dtype=np.int64), from_blobs([r[1] for r in rows], dim)
 
     def documents(self, ids: Sequence[int]) -> dict[int, DocRow]:
-        out: dict[int, DocRow] = {}
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            rows = self.db.execute(
-                "SELECT id, key, path, title, kind, content_hash, size, mtime, n_tokens, text, metadata "
-                f"FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
-            for r in rows:
-                out[r[0]] = DocRow(*r[:10], metadata=json.loads(r[10]))
-        return out
+        rows = self._in_batches(
+            "SELECT id, key, path, title, kind, content_hash, size, mtime, n_tokens, text, metadata "
+            "FROM documents WHERE id IN ({ids})", [int(i) for i in ids])
+        return {r[0]: DocRow(*r[:10], metadata=json.loads(r[10])) for r in rows}
 
     def document_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         """``id → vector`` of the given documents."""
@@ -397,34 +395,24 @@ class Store:
 
     def chunks_of(self, doc_ids: Sequence[int], dim: int) -> tuple[list[ChunkRow], np.ndarray]:
         """Chunks of the given documents with their vectors (for late reranking)."""
-        doc_ids = [int(i) for i in doc_ids]
-        if not doc_ids:
-            return [], np.zeros((0, dim), dtype=np.float32)
-        rows = self.db.execute(
+        # Sorted and distinct, so the batches read in one order by (doc_id, ordinal) overall.
+        rows = self._in_batches(
             "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end, vector FROM chunks "
-            f"WHERE doc_id IN ({','.join('?' * len(doc_ids))}) ORDER BY doc_id, ordinal", doc_ids).fetchall()
+            "WHERE doc_id IN ({ids}) ORDER BY doc_id, ordinal", sorted({int(i) for i in doc_ids}))
         return [ChunkRow(*r[:7]) for r in rows], from_blobs([r[7] for r in rows], dim)
 
     def chunk_rows(self, doc_ids: Sequence[int]) -> list[ChunkRow]:
         """Chunks of the given documents without their vectors."""
-        doc_ids = [int(i) for i in doc_ids]
-        if not doc_ids:
-            return []
-        rows = self.db.execute(
+        rows = self._in_batches(
             "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end FROM chunks "
-            f"WHERE doc_id IN ({','.join('?' * len(doc_ids))}) ORDER BY doc_id, ordinal", doc_ids)
+            "WHERE doc_id IN ({ids}) ORDER BY doc_id, ordinal", sorted({int(i) for i in doc_ids}))
         return [ChunkRow(*r) for r in rows]
 
     def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
-        ids = [int(i) for i in ids]
-        out: dict[int, ChunkRow] = {}
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            rows = self.db.execute(
-                "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end FROM chunks "
-                f"WHERE id IN ({','.join('?' * len(part))})", part)
-            out.update((r[0], ChunkRow(*r)) for r in rows)
-        return out
+        rows = self._in_batches(
+            "SELECT id, doc_id, ordinal, tok_start, tok_end, char_start, char_end FROM chunks "
+            "WHERE id IN ({ids})", [int(i) for i in ids])
+        return {r[0]: ChunkRow(*r) for r in rows}
 
     # -- keyword search and filters -------------------------------------------------------
 
@@ -450,19 +438,19 @@ class Store:
         Either the chunks of ``doc_ids`` (to pick each document's passage) or the top ``limit``
         chunks of the documents passing ``where`` (passage search).
         """
-        sql, params = where or ("1", [])
-        if doc_ids is not None:
-            doc_ids = [int(i) for i in doc_ids]
-            if not doc_ids:
-                return {}
-            sql = f"c.doc_id IN ({','.join('?' * len(doc_ids))})"
-            params = doc_ids
-        tail = " LIMIT ?" if limit is not None else ""
-        rows = self.db.execute(
-            "SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
-            "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
-            f"WHERE chunks_fts MATCH ? AND ({sql}) ORDER BY bm25(chunks_fts){tail}",
-            [match, *params, *([int(limit)] if limit is not None else [])])
+        select = ("SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
+                  "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
+                  "WHERE chunks_fts MATCH ? AND ")
+        tail = " ORDER BY bm25(chunks_fts)" + (" LIMIT ?" if limit is not None else "")
+        after = [int(limit)] if limit is not None else []
+        if doc_ids is None:
+            sql, params = where or ("1", [])
+            rows = self.db.execute(f"{select}({sql}){tail}", [match, *params, *after]).fetchall()
+        else:
+            rows = self._in_batches(select + "c.doc_id IN ({ids})" + tail,
+                                    [int(i) for i in doc_ids], [match], after)
+            # Best first across batches (a stable sort keeps one batch's own order).
+            rows = sorted(rows, key=lambda r: -r[1])[:limit]
         return {int(i): float(s) for i, s in rows}
 
     def filtered_ids(self, where: tuple[str, list[Any]], table: str = "documents") -> np.ndarray:
