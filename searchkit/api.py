@@ -39,14 +39,12 @@ from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStor
 from .filters import Filters, as_filters
 from .ingest import embed_documents
 from .locking import LOCK_NAME, WriteLock
-from .records import Hit, Passage
+from .querying import FUSIONS, MODES, QUERY_CACHE, Query, QueryVectors, Searcher
+from .records import Hit
 from .store import DB_NAME, Store
 
 log = logging.getLogger("searchkit")
 
-MODES = ("dense", "keyword", "hybrid")
-FUSIONS = ("rrf", "weighted")
-QUERY_CACHE = 32  # query embeddings kept per open index
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
 
@@ -112,7 +110,8 @@ class SearchIndex:
         self.wait = wait
         self._embedder: Embedder | None = None
         self.vectors = VectorCaches(folder, store, config.ann, config.ingest.checkpoint_seconds)
-        self._query_cache: dict[str, np.ndarray] = {}
+        self._queries = QueryVectors(QUERY_CACHE)
+        self._searcher = Searcher(store, self.vectors, config.search, config.ann)
 
     # -- opening --------------------------------------------------------------------------
 
@@ -478,33 +477,9 @@ class SearchIndex:
         match = ranking.fts_query(query)
         if mode == "keyword" and match is None:
             return []
-        qvec = self._query_vector(query) if mode != "keyword" else None
-        # One read snapshot: a commit landing mid-search cannot pair FAISS ids of one
-        # generation with rows of another.
-        with self.store.snapshot():
-            if chunks:
-                return self._search_chunks(qvec, match if mode != "dense" else None, k, where,
-                                           fusion, distinct)
-            allowed = self.store.filtered_ids(where) if where else None
-            depth = k if mode == "dense" and rerank != "late" else max(k, settings.rerank_depth)
-            lists: dict[str, dict[int, float]] = {}   # "dense" cosines, "late", "keyword" BM25
-            if qvec is not None:
-                lists["dense"] = self._ann_top("documents", qvec, depth, allowed)
-                if rerank == "late":
-                    rows_c, vecs_c = self.store.chunks_of(list(lists["dense"]), qvec.shape[0])
-                    best = ranking.best_chunks(qvec, rows_c, vecs_c)
-                    lists["late"] = ranking.late_rerank(
-                        lists["dense"], {d: s for d, (s, _) in best.items()}, settings.chunk_weight)
-            if mode != "dense":
-                lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
-            vector = lists.get("late", lists.get("dense", {}))
-            if mode == "hybrid":
-                final = ranking.fuse(vector, lists["keyword"], fusion, settings.keyword_weight,
-                                     settings.rrf_k, depth)
-            else:
-                final = vector if mode == "dense" else lists["keyword"]
-            order = sorted(final, key=lambda i: -final[i])[:k]
-            return self._hits(order, final, qvec, match, lists)
+        qvec = self._queries.get(query, self._encode_queries) if mode != "keyword" else None
+        return self._searcher.run(Query(qvec, match, k, mode, rerank, fusion, where, chunks,
+                                        distinct))
 
     def search_many(self, queries: Sequence[str], k: int | None = None,
                     **options: Any) -> list[list[Hit]]:
@@ -521,130 +496,14 @@ class SearchIndex:
         for start in range(0, len(texts), QUERY_CACHE):
             group = texts[start:start + QUERY_CACHE]
             todo = [q for q in dict.fromkeys(group) if isinstance(q, str) and q.strip()
-                    and q not in self._query_cache]
+                    and q not in self._queries]
             if needs_vectors and todo and self.store.count("documents"):
-                self._query_cache.update(zip(todo, self.embedder.encode_queries(todo)))
-                while len(self._query_cache) > QUERY_CACHE:
-                    del self._query_cache[next(iter(self._query_cache))]
+                self._queries.add(todo, self._encode_queries(todo))
             results.extend(self.search(q, k=k, **options) for q in group)
         return results
 
-    def _query_vector(self, query: str) -> np.ndarray:
-        """The query's embedding; the last few are kept, as one query is often asked again
-        with other filters, modes or ``k``."""
-        qvec = self._query_cache.pop(query, None)
-        if qvec is None:
-            qvec = self.embedder.encode_queries([query])[0]
-        self._query_cache[query] = qvec
-        while len(self._query_cache) > QUERY_CACHE:
-            del self._query_cache[next(iter(self._query_cache))]
-        return qvec
-
-    def _ann_top(self, table: str, qvec: np.ndarray, n: int,
-                 allowed: np.ndarray | None = None) -> dict[int, float]:
-        """Top-``n`` live rows of ``table`` by vector: ``id → cosine``, best first.
-
-        ``allowed`` (ids that pass the filters, read from SQLite) goes to FAISS as an id
-        selector. Should an approximate index (IVF, HNSW) find fewer than ``n`` while more are
-        allowed, the allowed rows are scored exactly from the vectors in SQLite.
-        """
-        index = self.ann(table)
-        live = self.store.count(table)
-        # HNSW keeps removed ids as tombstones: ask for enough extra to still fill n. An
-        # allowed set comes from SQLite and already excludes them.
-        fetch = n + max(0, index.ntotal - live) if allowed is None else n
-        scores, ids = index.search(qvec, fetch, nprobe=self.config.ann.nprobe,
-                                   ef_search=self.config.ann.ef_search, allowed=allowed)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        if allowed is None and index.ntotal != live:
-            rows = self.store.documents([i for i, _ in pairs]) if table == "documents" else \
-                self.store.chunks([i for i, _ in pairs])
-            pairs = [(i, s) for i, s in pairs if i in rows]
-        if allowed is not None and len(pairs) < min(n, len(allowed)):
-            found, vectors = self.store.vectors(table, qvec.shape[0], ids=allowed)
-            exact = vectors @ qvec
-            pairs = [(int(found[j]), float(exact[j])) for j in np.argsort(-exact, kind="stable")[:n]]
-        return dict(pairs[:n])
-
-    def _hits(self, order: list[int], final: Mapping[int, float], qvec: np.ndarray | None,
-              match: str | None, lists: Mapping[str, Mapping[int, float]]) -> list[Hit]:
-        """Hits for ranked document ids, each with its best passage and per-list scores."""
-        rows = self.store.documents(order)
-        order = [i for i in order if i in rows]   # defensive: rows come from the same snapshot
-        if qvec is not None:
-            rows_c, vecs_c = self.store.chunks_of(order, qvec.shape[0])
-            chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist()))
-        else:
-            rows_c = self.store.chunk_rows(order)
-            chunk_dense = {}
-        chunk_keyword = self.store.keyword_chunks(match, order) if lists.get("keyword") else {}
-        best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.config.search.rrf_k)
-        hits = []
-        for rank, doc_id in enumerate(order, 1):
-            row = rows[doc_id]
-            passage = None
-            scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
-            if doc_id in best:
-                chunk = best[doc_id]
-                score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
-                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                                  chunk.char_end, score, chunk.id)
-                if chunk.id in chunk_dense:
-                    scores["chunk"] = chunk_dense[chunk.id]
-            hits.append(Hit(rank=rank, score=final[doc_id], key=row.key, title=row.title,
-                            path=row.path, doc_id=doc_id, metadata=row.metadata,
-                            snippet=ranking.snippet(passage.text if passage else row.text,
-                                                    self.config.search.snippet_words),
-                            passage=passage, scores=scores))
-        return hits
-
-    def _search_chunks(self, qvec: np.ndarray | None, match: str | None, k: int,
-                       where: tuple[str, list[Any]] | None, fusion: str,
-                       distinct: bool = False) -> list[Hit]:
-        """Passages straight from the chunk indexes (several may come from one document, or
-        only each document's best with ``distinct``): by chunk vector (``qvec``), by chunk
-        BM25 (``match``), or both fused."""
-        settings = self.config.search
-        both = qvec is not None and match is not None
-        allowed = self.store.filtered_ids(where, "chunks") if where and qvec is not None else None
-        total = self.store.count("chunks")
-        depth = max(k, settings.rerank_depth) if both else k
-        while True:
-            dense = self._ann_top("chunks", qvec, depth, allowed) if qvec is not None else {}
-            keyword = self.store.keyword_chunks(match, limit=depth, where=where) if match else {}
-            final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight, settings.rrf_k,
-                                 depth) if both else dense or keyword
-            ranked = sorted(final, key=lambda i: -final[i])
-            if not distinct:
-                order = ranked[:k]
-                chunks = self.store.chunks(order)
-                break
-            # One passage per document: widen the search until k documents are found (or
-            # every chunk was seen).
-            chunks = self.store.chunks(ranked)
-            best: dict[int, int] = {}
-            for chunk_id in ranked:
-                best.setdefault(chunks[chunk_id].doc_id, chunk_id)
-            if len(best) >= k or depth >= total:
-                order = list(best.values())[:k]
-                break
-            depth = min(total, depth * 8)
-        rows = self.store.documents({c.doc_id for c in chunks.values()})
-        hits = []
-        order = [c for c in order if c in chunks and chunks[c].doc_id in rows]
-        for rank, chunk_id in enumerate(order, 1):
-            chunk = chunks[chunk_id]
-            row = rows[chunk.doc_id]
-            text = row.text[chunk.char_start:chunk.char_end]
-            scores = {name: s[chunk_id] for name, s in (("chunk", dense), ("keyword", keyword))
-                      if chunk_id in s}
-            hits.append(Hit(rank=rank, score=final[chunk_id], key=row.key, title=row.title,
-                            path=row.path, doc_id=row.id, metadata=row.metadata,
-                            snippet=ranking.snippet(text, settings.snippet_words),
-                            passage=Passage(text, chunk.char_start, chunk.char_end,
-                                            final[chunk_id], chunk_id),
-                            scores=scores))
-        return hits
+    def _encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.encode_queries(texts)
 
     # -- reporting ------------------------------------------------------------------------
 
