@@ -30,7 +30,7 @@ from .ann import VectorIndex
 from .caches import TABLES, VectorCaches
 from .chunking import max_span_tokens
 from .config import ChunkingConfig, Config, load_config
-from .documents import (Document, Skipped, content_hash, iter_files, read_document,
+from .documents import (Document, Skipped, Unchanged, iter_files, read_document,
                         record_document)
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
@@ -219,7 +219,7 @@ class SearchIndex:
             self._prepare_write()
             existing = self.store.states()
             seen: set[str] = set()
-            todo: list[Path] = []
+            todo: list[tuple[Path, str | None]] = []   # each file with its stored hash
             roots = [Path(p).absolute() for p in paths]
             for item in iter_files(roots, self.config.ingest.extensions):
                 if isinstance(item, Skipped):
@@ -230,10 +230,7 @@ class SearchIndex:
                     continue
                 seen.add(key)
                 state = existing.get(key)
-                if state is not None and _file_hash_matches(item, state[1]):
-                    report.unchanged += 1
-                else:
-                    todo.append(item)
+                todo.append((item, state[1] if state is not None else None))
             gone = [doc_id for root in roots if root.is_dir()
                     for path, doc_id in self.store.paths_under(str(root)).items() if path not in seen]
             if not todo and not seen and not gone:
@@ -355,23 +352,28 @@ class SearchIndex:
                                 ann_type=self.config.ann.type)
         self.vectors.load_all()
 
-    def _ingest(self, paths: list[Path], existing: dict, report: IngestReport, max_bytes: int,
-                show_progress: bool) -> None:
+    def _ingest(self, paths: list[tuple[Path, str | None]], existing: dict, report: IngestReport,
+                max_bytes: int, show_progress: bool) -> None:
+        """Read each file once: one with its stored hash unchanged is counted and left alone,
+        the others are embedded and stored in batches."""
         bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
                    desc="indexing", dynamic_ncols=True)
         batch: list[Document] = []
         step = self.config.ingest.commit_every
         with bar:
-            for path in paths:
-                doc = read_document(path, max_bytes)
-                if isinstance(doc, Skipped):
+            for path, known_hash in paths:
+                doc = read_document(path, max_bytes, known_hash)
+                if isinstance(doc, Unchanged):
+                    report.unchanged += 1
+                elif isinstance(doc, Skipped):
                     report.skipped.append(doc)
-                    bar.update(1)
+                else:
+                    batch.append(doc)
+                    if len(batch) >= step:
+                        self._embed_and_store(batch, existing, report, bar=bar)
+                        batch = []
                     continue
-                batch.append(doc)
-                if len(batch) >= step:
-                    self._embed_and_store(batch, existing, report, bar=bar)
-                    batch = []
+                bar.update(1)
             if batch:
                 self._embed_and_store(batch, existing, report, bar=bar)
 
@@ -550,8 +552,6 @@ def _creatable(folder: Path) -> bool:
         p for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_NAME)
 
 
-
-
 def _folder_files(folder: Path) -> dict[str, int]:
     files = {}
     for path in sorted(folder.iterdir()):
@@ -565,16 +565,6 @@ def _folder_files(folder: Path) -> dict[str, int]:
 
 def _folder_bytes(folder: Path) -> int:
     return sum(_folder_files(folder).values())
-
-
-
-
-def _file_hash_matches(path: Path, stored_hash: str) -> bool:
-    try:
-        return content_hash(path.read_bytes()) == stored_hash
-    except OSError:
-        # Unreadable now: keep the stored entry rather than lose it; read_document reports it.
-        return False
 
 
 def _record(record: Any) -> Document:

@@ -13,7 +13,7 @@ import re
 from stat import S_ISREG
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import yaml
 
@@ -59,8 +59,23 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """A file whose content still has the hash stored for it: read and hashed, not parsed."""
+
+    path: str
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _hash_rest(head: bytes, fh: BinaryIO) -> str:
+    """:func:`content_hash` of ``head`` and everything left in ``fh``, read in blocks."""
+    hasher = hashlib.sha256(head)
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        hasher.update(block)
+    return hasher.hexdigest()
 
 
 def iter_files(paths: Iterable[str | os.PathLike], extensions: Iterable[str]) -> Iterator[Path | Skipped]:
@@ -140,21 +155,34 @@ def _valid_utf8(name: str) -> bool:
         return False
 
 
-def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Document | Skipped:
-    """Read one file into a Document, or say why it cannot be used. Never raises for a bad file."""
+def read_document(path: str | os.PathLike, max_bytes: int | None = None,
+                  known_hash: str | None = None) -> Document | Skipped | Unchanged:
+    """Read one file into a Document, or say why it cannot be used. Never raises for a bad file.
+
+    The file is opened and read once. ``known_hash`` is the content hash stored for this file
+    when it is already indexed: if the file still hashes to it the result is
+    :class:`Unchanged`, and nothing is decoded or parsed. Such a file is hashed whole even
+    past ``max_bytes`` (it may be the stored one), yet no more than ``max_bytes + 1`` of its
+    bytes are kept in memory.
+    """
     path = Path(path)
     shown = str(path)
     try:
         stat = path.stat()
         if not S_ISREG(stat.st_mode):
             return Skipped(shown, "not a regular file")
-        if max_bytes is not None and stat.st_size > max_bytes:
+        too_big = max_bytes is not None and stat.st_size > max_bytes
+        if too_big and known_hash is None:
             return Skipped(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
         with path.open("rb") as fh:
             # Read at most one byte past the cap: a file may grow between stat and read.
             data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
-        if max_bytes is not None and len(data) > max_bytes:
-            return Skipped(shown, "larger than ingest.max_file_mb (it grew while being read)")
+            whole = max_bytes is None or len(data) <= max_bytes
+            digest = None
+            if whole:
+                digest = content_hash(data)
+            elif known_hash is not None:  # past the cap, yet it may still be the stored file
+                digest = _hash_rest(data, fh)
     except FileNotFoundError:
         reason = "broken symlink" if path.is_symlink() else "vanished before it could be read"
         return Skipped(shown, reason)
@@ -162,6 +190,12 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Docu
         return Skipped(shown, "permission denied")
     except OSError as exc:
         return Skipped(shown, f"cannot be read: {exc.strerror or exc}")
+    if known_hash is not None and digest == known_hash:
+        return Unchanged(shown)
+    if too_big:
+        return Skipped(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
+    if not whole:
+        return Skipped(shown, "larger than ingest.max_file_mb (it grew while being read)")
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:
         return Skipped(shown, "binary file")
     try:
@@ -181,7 +215,7 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Docu
         text=text,
         title=title or path.stem,
         kind=kind,
-        content_hash=content_hash(data),
+        content_hash=digest,
         path=str(path.absolute()),
         size=stat.st_size,
         mtime=stat.st_mtime,

@@ -1,6 +1,7 @@
 """The Python API end to end on the real offline model and a tiny corpus built in code."""
 
 import dataclasses
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -61,6 +62,30 @@ def test_changed_file_replaces_its_entry(config, corpus):
         assert ix.stats()["documents"] == 4
         assert names(ix.search("filing an income tax return", k=1)) == ["volcano.txt"]
         assert "volcano.txt" not in names(ix.search("lava eruption", k=1))
+
+
+def test_each_file_is_opened_once_per_run_and_its_hash_stored(config, corpus, monkeypatch):
+    opened: list[str] = []
+    real = Path.open
+
+    def counting(self, *args, **kwargs):
+        if corpus in self.parents:
+            opened.append(self.name)
+        return real(self, *args, **kwargs)
+
+    files = sorted(p.name for p in corpus.iterdir())
+    monkeypatch.setattr(Path, "open", counting)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        assert sorted(opened) == files
+        (corpus / "volcano.txt").write_text("Tax law: deductions, income brackets and filing returns.")
+        opened.clear()
+        report = ix.add_paths([corpus])
+        assert (report.updated, report.unchanged) == (1, 3)
+        assert sorted(opened) == files, "a changed or unchanged file was read twice"
+        stored = dict(ix.store.db.execute("SELECT path, content_hash FROM documents").fetchall())
+    assert stored == {str(corpus / name): hashlib.sha256((corpus / name).read_bytes()).hexdigest()
+                      for name in files}
 
 
 def test_deleted_file_disappears_from_results(config, corpus):

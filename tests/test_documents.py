@@ -1,9 +1,11 @@
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from searchkit.documents import (Document, Skipped, html_to_text, iter_files, read_document,
-                                 record_document, split_front_matter)
+from searchkit import documents
+from searchkit.documents import (Document, Skipped, Unchanged, html_to_text, iter_files,
+                                 read_document, record_document, split_front_matter)
 from searchkit.errors import InputError
 
 EXTS = (".txt", ".md", ".html", ".rst")
@@ -50,6 +52,27 @@ def test_huge_file_is_skipped(tmp_path):
     path.write_text("word " * 1000)
     result = read_document(path, max_bytes=100)
     assert isinstance(result, Skipped) and "max_file_mb" in result.reason
+
+
+def test_a_file_with_its_stored_hash_is_unchanged_and_not_parsed(tmp_path, monkeypatch):
+    path = tmp_path / "a.md"
+    data = "---\nyear: 1862\n---\n# Title\n\nBody text.\n".encode()
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    doc = read_document(path, known_hash="0" * 64)
+    assert isinstance(doc, Document) and doc.content_hash == digest
+    monkeypatch.setattr(documents, "parse_text", lambda *a: pytest.fail("parsed"))
+    assert read_document(path, max_bytes=1000, known_hash=digest) == Unchanged(str(path))
+
+
+def test_an_oversized_file_is_hashed_whole_against_its_stored_hash(tmp_path):
+    path = tmp_path / "big.txt"
+    data = b"word " * 1000
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    assert read_document(path, max_bytes=100, known_hash=digest) == Unchanged(str(path))
+    changed = read_document(path, max_bytes=100, known_hash=hashlib.sha256(b"old").hexdigest())
+    assert isinstance(changed, Skipped) and "max_file_mb" in changed.reason
 
 
 def test_walk_skips_hidden_and_unsupported_and_recurses(tmp_path):
