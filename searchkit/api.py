@@ -14,62 +14,33 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from . import search as ranking
 from .ann import VectorIndex
 from .caches import TABLES, VectorCaches
 from .chunking import max_span_tokens
 from .config import ChunkingConfig, Config, load_config
-from .documents import (Document, Skipped, Unchanged, iter_files, read_document,
-                        record_document)
+from .documents import Document, read_document, record_document
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
 from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStoreError,
                      InputError, ModelMismatchError)
 from .filters import Filters, as_filters
-from .ingest import embed_documents
+from .indexing import Indexer, IngestReport
 from .locking import LOCK_NAME, WriteLock
 from .querying import FUSIONS, MODES, QUERY_CACHE, Query, QueryVectors, Searcher
 from .records import Hit
 from .store import DB_NAME, Store
 
-log = logging.getLogger("searchkit")
-
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
-
-
-@dataclass
-class IngestReport:
-    """What one ``add_paths`` / ``add_records`` call did."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    tokens: int = 0
-    seconds: float = 0.0
-
-    @property
-    def embedded(self) -> int:
-        return self.added + self.updated
-
-    def summary(self) -> str:
-        rate = f", {self.tokens / self.seconds:,.0f} tokens/s" if self.seconds and self.tokens else ""
-        return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-                f"removed {self.removed}, skipped {len(self.skipped)} "
-                f"({self.tokens:,} tokens in {self.seconds:.1f}s{rate})")
 
 
 def _guard_db(method: Callable) -> Callable:
@@ -212,35 +183,11 @@ class SearchIndex:
         """
         if not paths:
             raise InputError("no path given to index")
-        report = IngestReport()
         start = time.perf_counter()
-        max_bytes = int(self.config.ingest.max_file_mb * 1_000_000)
         with WriteLock(self.folder, self.wait):
             self._prepare_write()
-            existing = self.store.states()
-            seen: set[str] = set()
-            todo: list[tuple[Path, str | None]] = []   # each file with its stored hash
-            roots = [Path(p).absolute() for p in paths]
-            for item in iter_files(roots, self.config.ingest.extensions):
-                if isinstance(item, Skipped):
-                    report.skipped.append(item)
-                    continue
-                key = str(item.absolute())
-                if key in seen:  # overlapping roots, or a file named twice
-                    continue
-                seen.add(key)
-                state = existing.get(key)
-                todo.append((item, state[1] if state is not None else None))
-            gone = [doc_id for root in roots if root.is_dir()
-                    for path, doc_id in self.store.paths_under(str(root)).items() if path not in seen]
-            if not todo and not seen and not gone:
-                exts = ", ".join(self.config.ingest.extensions)
-                raise InputError(f"no files to index under {', '.join(map(str, paths))} "
-                                 f"(supported: {exts})")
-            self._ingest(todo, existing, report, max_bytes, show_progress)
-            if gone:
-                self._remove_ids(sorted(set(gone)))
-                report.removed = len(set(gone))
+            # Looked up here at each call: tests stand in for searchkit.api.read_document.
+            report = self._indexer().add_paths(paths, self.chunking, show_progress, read=read_document)
             self._finish_write()
         report.seconds = time.perf_counter() - start
         return report
@@ -253,19 +200,10 @@ class SearchIndex:
         A record whose id exists with the same text is unchanged; different text replaces it.
         """
         docs = [_record(r) for r in records]
-        report = IngestReport()
         start = time.perf_counter()
         with WriteLock(self.folder, self.wait):
             self._prepare_write()
-            existing = self.store.states(d.key for d in docs)
-            fresh = []
-            for doc in docs:
-                state = existing.get(doc.key)
-                if state is not None and state[1] == doc.content_hash:
-                    report.unchanged += 1
-                else:
-                    fresh.append(doc)
-            self._embed_and_store(fresh, existing, report, show_progress)
+            report = self._indexer().add_documents(docs, self.chunking, show_progress)
             self._finish_write()
         report.seconds = time.perf_counter() - start
         return report
@@ -280,28 +218,10 @@ class SearchIndex:
         are logged as a warning.
         """
         with WriteLock(self.folder, self.wait):
-            ids: set[int] = set()
-            for key in keys:
-                found = self._match_key(key)
-                if not found:
-                    log.warning("not in the index: %s", key)
-                ids.update(found)
-            if ids:
-                self._remove_ids(sorted(ids))
+            removed = self._indexer().remove(keys)
+            if removed:
                 self._finish_write()
-        return len(ids)
-
-    def _match_key(self, key: str) -> list[int]:
-        exact = self.store.states([key])
-        if exact:
-            return [i for i, _ in exact.values()]
-        path = _absolute(key)
-        if path is None:
-            return []
-        as_path = self.store.states([path])
-        if as_path:
-            return [i for i, _ in as_path.values()]
-        return list(self.store.paths_under(path).values())
+        return removed
 
     @_guard_db
     def rebuild(self, index_type: str | None = None) -> dict[str, Any]:
@@ -352,78 +272,13 @@ class SearchIndex:
                                 ann_type=self.config.ann.type)
         self.vectors.load_all()
 
-    def _ingest(self, paths: list[tuple[Path, str | None]], existing: dict, report: IngestReport,
-                max_bytes: int, show_progress: bool) -> None:
-        """Read each file once: one with its stored hash unchanged is counted and left alone,
-        the others are embedded and stored in batches."""
-        bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
-                   desc="indexing", dynamic_ncols=True)
-        batch: list[Document] = []
-        step = self.config.ingest.commit_every
-        with bar:
-            for path, known_hash in paths:
-                doc = read_document(path, max_bytes, known_hash)
-                if isinstance(doc, Unchanged):
-                    report.unchanged += 1
-                elif isinstance(doc, Skipped):
-                    report.skipped.append(doc)
-                else:
-                    batch.append(doc)
-                    if len(batch) >= step:
-                        self._embed_and_store(batch, existing, report, bar=bar)
-                        batch = []
-                    continue
-                bar.update(1)
-            if batch:
-                self._embed_and_store(batch, existing, report, bar=bar)
-
-    def _embed_and_store(self, docs: list[Document], existing: dict, report: IngestReport,
-                         show_progress: bool = False, bar: tqdm | None = None) -> None:
-        if not docs:
-            return
-        embedder = self.embedder
-        tokens = [embedder.truncate(embedder.tokenize(d.text)) for d in docs]
-        keep = [i for i, t in enumerate(tokens) if len(t)]
-        for i in sorted(set(range(len(docs))) - set(keep)):
-            report.skipped.append(Skipped(docs[i].path or docs[i].key, "no tokens"))
-        docs, tokens = [docs[i] for i in keep], [tokens[i] for i in keep]
-        started = time.perf_counter()
-
-        fed = 0
-
-        def progress(n: int) -> None:
-            nonlocal fed
-            fed += n
-            if bar is not None:
-                elapsed = time.perf_counter() - started
-                bar.set_postfix_str(f"{fed / max(elapsed, 1e-9):,.0f} tok/s fed", refresh=True)
-
-        for start in range(0, len(docs), self.config.ingest.commit_every):
-            part = slice(start, start + self.config.ingest.commit_every)
-            embedded = embed_documents(embedder, docs[part], self.chunking, progress, tokens[part])
-            old_ids = [existing[d.key][0] for d in docs[part] if d.key in existing]
-            with self.store.transaction():
-                old_chunks = self.store.delete(old_ids)
-                new = [self.store.insert(item) for item in embedded]
-            self.vectors.apply(old_ids, old_chunks, new, embedded)
-            self.vectors.checkpoint()
-            report.tokens += sum(e.n_tokens for e in embedded)
-            for d in docs[part]:
-                if d.key in existing:
-                    report.updated += 1
-                else:
-                    report.added += 1
-            if bar is not None:
-                bar.update(len(embedded))
-        report.seconds += time.perf_counter() - started
-
-    def _remove_ids(self, doc_ids: list[int]) -> None:
-        with self.store.transaction():
-            chunk_ids = self.store.delete(doc_ids)
-        self.vectors.apply(doc_ids, chunk_ids, [], [])
-
     def _finish_write(self) -> None:
         self.vectors.finish_write()
+
+    def _indexer(self) -> Indexer:
+        # One per write, not kept: it reaches back here for the model (loaded only if something
+        # needs embedding), and a kept one would tie this object in a reference cycle.
+        return Indexer(self.store, self.vectors, self.config.ingest, lambda: self.embedder)
 
     def ann(self, table: str) -> VectorIndex:
         """The FAISS index of ``documents`` or ``chunks`` for the database's current state."""
@@ -534,14 +389,6 @@ class SearchIndex:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
-
-
-def _absolute(key: str) -> str | None:
-    """``key`` read as a path and made absolute the way file keys are stored; None if it cannot be one."""
-    try:
-        return str(Path(key).absolute()) if key and "\x00" not in key else None
-    except (OSError, ValueError):
-        return None
 
 
 def _creatable(folder: Path) -> bool:

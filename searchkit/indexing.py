@@ -1,0 +1,239 @@
+"""The write path: files and records in, documents and their vectors stored, stale entries out.
+
+An :class:`Indexer` writes to one index's store and FAISS caches. It never loads a model
+itself: it asks for the embedder only when a batch needs embedding, so a re-run over
+unchanged files never loads it. :class:`searchkit.SearchIndex` checks the arguments, holds
+the writer lock, records and checks the model, and finishes the write. The model pass itself
+(document and chunk vectors) is in :mod:`searchkit.ingest`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from tqdm import tqdm
+
+from .caches import VectorCaches
+from .config import ChunkingConfig, IngestConfig
+from .documents import Document, Skipped, Unchanged, iter_files, read_document
+from .embedding.embedder import Embedder
+from .errors import InputError
+from .ingest import embed_documents
+from .store import Store
+
+log = logging.getLogger("searchkit")
+
+# How a file is read: read_document(path, max_bytes, known_hash).
+Read = Callable[[Path, int, "str | None"], "Document | Skipped | Unchanged"]
+
+
+@dataclass
+class IngestReport:
+    """What one ``add_paths`` / ``add_records`` call did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def embedded(self) -> int:
+        return self.added + self.updated
+
+    def summary(self) -> str:
+        rate = f", {self.tokens / self.seconds:,.0f} tokens/s" if self.seconds and self.tokens else ""
+        return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
+                f"removed {self.removed}, skipped {len(self.skipped)} "
+                f"({self.tokens:,} tokens in {self.seconds:.1f}s{rate})")
+
+
+class Indexer:
+    """Adds and removes documents in one index's store and FAISS caches.
+
+    Every method expects the caller to hold the writer lock; the adding ones also expect the
+    write prepared (model recorded, caches loaded).
+    """
+
+    def __init__(self, store: Store, vectors: VectorCaches, settings: IngestConfig,
+                 embedder: Callable[[], Embedder]):
+        """
+        Args:
+            store: the index's SQLite store.
+            vectors: its FAISS caches.
+            settings: which files are read, and how many documents go in one commit.
+            embedder: returns the index's model, loading it on first call.
+        """
+        self.store = store
+        self.vectors = vectors
+        self.settings = settings
+        self.embedder = embedder
+
+    def add_paths(self, paths: Sequence[str | os.PathLike], chunking: ChunkingConfig,
+                  show_progress: bool = False, read: Read = read_document) -> IngestReport:
+        """Index the files under ``paths``: unchanged ones are counted, new and changed ones
+        embedded, files gone from the given folders removed.
+
+        Args:
+            paths: files and folders (at least one).
+            chunking: the index's chunking.
+            show_progress: show a progress bar.
+            read: reads one file given its stored hash (:func:`read_document`).
+
+        Raises:
+            InputError: a path does not exist, or the folders hold no supported file at all.
+        """
+        report = IngestReport()
+        max_bytes = int(self.settings.max_file_mb * 1_000_000)
+        existing = self.store.states()
+        seen: set[str] = set()
+        todo: list[tuple[Path, str | None]] = []   # each file with its stored hash
+        roots = [Path(p).absolute() for p in paths]
+        for item in iter_files(roots, self.settings.extensions):
+            if isinstance(item, Skipped):
+                report.skipped.append(item)
+                continue
+            key = str(item.absolute())
+            if key in seen:  # overlapping roots, or a file named twice
+                continue
+            seen.add(key)
+            state = existing.get(key)
+            todo.append((item, state[1] if state is not None else None))
+        gone = [doc_id for root in roots if root.is_dir()
+                for path, doc_id in self.store.paths_under(str(root)).items() if path not in seen]
+        if not todo and not seen and not gone:
+            exts = ", ".join(self.settings.extensions)
+            raise InputError(f"no files to index under {', '.join(map(str, paths))} "
+                             f"(supported: {exts})")
+        self._ingest(todo, existing, report, max_bytes, chunking, read, show_progress)
+        if gone:
+            self._remove_ids(sorted(set(gone)))
+            report.removed = len(set(gone))
+        return report
+
+    def add_documents(self, docs: Sequence[Document], chunking: ChunkingConfig,
+                      show_progress: bool = False) -> IngestReport:
+        """Index documents: one whose key is stored with the same content hash is unchanged,
+        one with another hash replaces the stored one."""
+        report = IngestReport()
+        existing = self.store.states(d.key for d in docs)
+        fresh = []
+        for doc in docs:
+            state = existing.get(doc.key)
+            if state is not None and state[1] == doc.content_hash:
+                report.unchanged += 1
+            else:
+                fresh.append(doc)
+        self._embed_and_store(fresh, existing, report, chunking, show_progress)
+        return report
+
+    def remove(self, keys: Iterable[str]) -> int:
+        """Remove the documents ``keys`` match (see :meth:`SearchIndex.remove`); returns how
+        many were removed. Keys that match nothing are logged as a warning."""
+        ids: set[int] = set()
+        for key in keys:
+            found = self._match_key(key)
+            if not found:
+                log.warning("not in the index: %s", key)
+            ids.update(found)
+        if ids:
+            self._remove_ids(sorted(ids))
+        return len(ids)
+
+    def _match_key(self, key: str) -> list[int]:
+        exact = self.store.states([key])
+        if exact:
+            return [i for i, _ in exact.values()]
+        path = _absolute(key)
+        if path is None:
+            return []
+        as_path = self.store.states([path])
+        if as_path:
+            return [i for i, _ in as_path.values()]
+        return list(self.store.paths_under(path).values())
+
+    def _ingest(self, paths: list[tuple[Path, str | None]], existing: dict, report: IngestReport,
+                max_bytes: int, chunking: ChunkingConfig, read: Read, show_progress: bool) -> None:
+        """Read each file once: one with its stored hash unchanged is counted and left alone,
+        the others are embedded and stored in batches."""
+        bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
+                   desc="indexing", dynamic_ncols=True)
+        batch: list[Document] = []
+        step = self.settings.commit_every
+        with bar:
+            for path, known_hash in paths:
+                doc = read(path, max_bytes, known_hash)
+                if isinstance(doc, Unchanged):
+                    report.unchanged += 1
+                elif isinstance(doc, Skipped):
+                    report.skipped.append(doc)
+                else:
+                    batch.append(doc)
+                    if len(batch) >= step:
+                        self._embed_and_store(batch, existing, report, chunking, bar=bar)
+                        batch = []
+                    continue
+                bar.update(1)
+            if batch:
+                self._embed_and_store(batch, existing, report, chunking, bar=bar)
+
+    def _embed_and_store(self, docs: list[Document], existing: dict, report: IngestReport,
+                         chunking: ChunkingConfig, show_progress: bool = False,
+                         bar: tqdm | None = None) -> None:
+        if not docs:
+            return
+        embedder = self.embedder()
+        tokens = [embedder.truncate(embedder.tokenize(d.text)) for d in docs]
+        keep = [i for i, t in enumerate(tokens) if len(t)]
+        for i in sorted(set(range(len(docs))) - set(keep)):
+            report.skipped.append(Skipped(docs[i].path or docs[i].key, "no tokens"))
+        docs, tokens = [docs[i] for i in keep], [tokens[i] for i in keep]
+        started = time.perf_counter()
+
+        fed = 0
+
+        def progress(n: int) -> None:
+            nonlocal fed
+            fed += n
+            if bar is not None:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(f"{fed / max(elapsed, 1e-9):,.0f} tok/s fed", refresh=True)
+
+        for start in range(0, len(docs), self.settings.commit_every):
+            part = slice(start, start + self.settings.commit_every)
+            embedded = embed_documents(embedder, docs[part], chunking, progress, tokens[part])
+            old_ids = [existing[d.key][0] for d in docs[part] if d.key in existing]
+            with self.store.transaction():
+                old_chunks = self.store.delete(old_ids)
+                new = [self.store.insert(item) for item in embedded]
+            self.vectors.apply(old_ids, old_chunks, new, embedded)
+            self.vectors.checkpoint()
+            report.tokens += sum(e.n_tokens for e in embedded)
+            for d in docs[part]:
+                if d.key in existing:
+                    report.updated += 1
+                else:
+                    report.added += 1
+            if bar is not None:
+                bar.update(len(embedded))
+        report.seconds += time.perf_counter() - started
+
+    def _remove_ids(self, doc_ids: list[int]) -> None:
+        with self.store.transaction():
+            chunk_ids = self.store.delete(doc_ids)
+        self.vectors.apply(doc_ids, chunk_ids, [], [])
+
+
+def _absolute(key: str) -> str | None:
+    """``key`` read as a path and made absolute the way file keys are stored; None if it cannot be one."""
+    try:
+        return str(Path(key).absolute()) if key and "\x00" not in key else None
+    except (OSError, ValueError):
+        return None
