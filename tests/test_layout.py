@@ -1,7 +1,7 @@
 """The import graph of searchkit: dependencies point one way and never form a cycle.
 
-cli → api → (querying, ingest, documents, chunking, pooling, embedding, ann, caches, store, …)
-→ config, errors. Model code (``searchkit.embedding``) never imports storage and storage never
+cli → api → (querying, indexing, ingest, documents, chunking, pooling, embedding, ann, caches,
+store, …) → config, errors. Model code (``searchkit.embedding``) never imports storage and storage never
 imports model code. Read from the source with ``ast``, imports inside functions included.
 """
 
@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "searchkit"
 STORAGE = {"searchkit.store", "searchkit.caches", "searchkit.ann"}
 # What the model side may never reach: storage, and everything that sits above it.
 ABOVE_MODEL = STORAGE | {"searchkit.api", "searchkit.cli", "searchkit.querying",
-                         "searchkit.ingest", "searchkit.evaluation"}
+                         "searchkit.indexing", "searchkit.ingest", "searchkit.evaluation"}
 # The only modules that may import the API: the CLI, evaluation (which drives the API) and
 # the package itself, which re-exports it.
 API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation"}
@@ -64,8 +64,8 @@ GRAPH = {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def test_the_graph_covers_the_package():
-    assert {"searchkit.api", "searchkit.querying", "searchkit.store", "searchkit.caches",
-            "searchkit.embedding.embedder", "searchkit.cli"} <= set(GRAPH)
+    assert {"searchkit.api", "searchkit.querying", "searchkit.indexing", "searchkit.store",
+            "searchkit.caches", "searchkit.embedding.embedder", "searchkit.cli"} <= set(GRAPH)
     assert "searchkit.store" in GRAPH["searchkit.caches"]
     assert "searchkit.search" in GRAPH["searchkit.querying"]   # ``from . import search``
 
@@ -79,6 +79,11 @@ def test_model_code_never_imports_storage_or_what_sits_above_it(module):
 def test_storage_and_querying_never_import_model_code(module):
     model = {m for m in GRAPH[module] if m.startswith("searchkit.embedding")}
     assert not model, sorted(model)
+
+
+def test_the_write_and_query_paths_never_import_each_other():
+    assert "searchkit.querying" not in GRAPH["searchkit.indexing"]
+    assert "searchkit.indexing" not in GRAPH["searchkit.querying"]
 
 
 def test_only_the_cli_evaluation_and_package_import_the_api():
