@@ -27,7 +27,7 @@ from .ann import VectorIndex
 from .caches import TABLES, VectorCaches
 from .chunking import max_span_tokens
 from .config import ChunkingConfig, Config, load_config
-from .documents import Document, read_document, record_document
+from .documents import Document, record_document
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
 from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStoreError,
@@ -186,8 +186,7 @@ class SearchIndex:
         start = time.perf_counter()
         with WriteLock(self.folder, self.wait):
             self._prepare_write()
-            # Looked up here at each call: tests stand in for searchkit.api.read_document.
-            report = self._indexer().add_paths(paths, self.chunking, show_progress, read=read_document)
+            report = self._indexer().add_paths(paths, self.chunking, show_progress)
             self._finish_write()
         report.seconds = time.perf_counter() - start
         return report

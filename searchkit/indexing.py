@@ -28,10 +28,6 @@ from .store import Store
 
 log = logging.getLogger("searchkit")
 
-# How a file is read: read_document(path, max_bytes, known_hash).
-Read = Callable[[Path, int, "str | None"], "Document | Skipped | Unchanged"]
-
-
 @dataclass
 class IngestReport:
     """What one ``add_paths`` / ``add_records`` call did."""
@@ -77,7 +73,7 @@ class Indexer:
         self.embedder = embedder
 
     def add_paths(self, paths: Sequence[str | os.PathLike], chunking: ChunkingConfig,
-                  show_progress: bool = False, read: Read = read_document) -> IngestReport:
+                  show_progress: bool = False) -> IngestReport:
         """Index the files under ``paths``: unchanged ones are counted, new and changed ones
         embedded, files gone from the given folders removed.
 
@@ -85,7 +81,6 @@ class Indexer:
             paths: files and folders (at least one).
             chunking: the index's chunking.
             show_progress: show a progress bar.
-            read: reads one file given its stored hash (:func:`read_document`).
 
         Raises:
             InputError: a path does not exist, or the folders hold no supported file at all.
@@ -112,7 +107,7 @@ class Indexer:
             exts = ", ".join(self.settings.extensions)
             raise InputError(f"no files to index under {', '.join(map(str, paths))} "
                              f"(supported: {exts})")
-        self._ingest(todo, existing, report, max_bytes, chunking, read, show_progress)
+        self._ingest(todo, existing, report, max_bytes, chunking, show_progress)
         if gone:
             self._remove_ids(sorted(set(gone)))
             report.removed = len(set(gone))
@@ -160,7 +155,7 @@ class Indexer:
         return list(self.store.paths_under(path).values())
 
     def _ingest(self, paths: list[tuple[Path, str | None]], existing: dict, report: IngestReport,
-                max_bytes: int, chunking: ChunkingConfig, read: Read, show_progress: bool) -> None:
+                max_bytes: int, chunking: ChunkingConfig, show_progress: bool) -> None:
         """Read each file once: one with its stored hash unchanged is counted and left alone,
         the others are embedded and stored in batches."""
         bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
@@ -169,7 +164,7 @@ class Indexer:
         step = self.settings.commit_every
         with bar:
             for path, known_hash in paths:
-                doc = read(path, max_bytes, known_hash)
+                doc = read_document(path, max_bytes, known_hash)
                 if isinstance(doc, Unchanged):
                     report.unchanged += 1
                 elif isinstance(doc, Skipped):

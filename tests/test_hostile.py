@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from searchkit import SearchIndex, api
+from searchkit import SearchIndex, indexing
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 
@@ -129,7 +129,7 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
         vanishing = {corpus / "good" / f"g{i:03d}.txt" for i in range(10, 15)}
         for path in denied | vanishing:
             path.write_text("changed " + path.read_text())
-        real_open, real_read, real_scandir = Path.open, api.read_document, os.scandir
+        real_open, real_read, real_scandir = Path.open, indexing.read_document, os.scandir
 
         def open_denied(self, *args, **kwargs):
             if self in denied:
@@ -147,7 +147,7 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
             return real_scandir(path)
 
         monkeypatch.setattr(Path, "open", open_denied)
-        monkeypatch.setattr(api, "read_document", read_then_vanish)
+        monkeypatch.setattr(indexing, "read_document", read_then_vanish)
         monkeypatch.setattr(os, "scandir", scandir_denied)
         report = ix.add_paths([corpus, corpus / "good"])   # overlapping roots on purpose
         monkeypatch.undo()
