@@ -185,9 +185,11 @@ class SearchIndex:
             raise InputError("no path given to index")
         start = time.perf_counter()
         with WriteLock(self.folder, self.wait):
+            before = self.store.generation
             self._prepare_write()
             report = self._indexer().add_paths(paths, self.chunking, show_progress)
-            self._finish_write()
+            if self.store.generation != before:
+                self._finish_write()
         report.seconds = time.perf_counter() - start
         return report
 
@@ -201,9 +203,11 @@ class SearchIndex:
         docs = [_record(r) for r in records]
         start = time.perf_counter()
         with WriteLock(self.folder, self.wait):
+            before = self.store.generation
             self._prepare_write()
             report = self._indexer().add_documents(docs, self.chunking, show_progress)
-            self._finish_write()
+            if self.store.generation != before:
+                self._finish_write()
         report.seconds = time.perf_counter() - start
         return report
 
@@ -272,6 +276,8 @@ class SearchIndex:
         self.vectors.load_all()
 
     def _finish_write(self) -> None:
+        # Only after a write that committed something: a run with nothing new leaves the
+        # generation, and so the FAISS files, as they were (no rewrite of a large index).
         self.vectors.finish_write()
 
     def _indexer(self) -> Indexer:

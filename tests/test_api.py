@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from searchkit import SearchIndex
-from searchkit.config import AnnConfig, Config, ModelConfig
+from searchkit.config import AnnConfig, ModelConfig
 from searchkit.errors import (ConfigError, IndexLockedError, InputError, ModelMismatchError, NotAnIndexError)
 from searchkit.locking import WriteLock
 
@@ -50,6 +50,7 @@ def test_reindex_of_unchanged_folder_embeds_nothing(config, corpus):
         ix.add_paths([corpus])
         generation = ix.store.generation
         again = ix.add_paths([corpus])
+        assert ix.store.generation == generation  # nothing written, so the FAISS files stay current
     assert (again.added, again.updated, again.unchanged, again.tokens) == (0, 0, 4, 0)
 
 

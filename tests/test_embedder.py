@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from searchkit.chunking import covers_exactly, fixed_spans
+from searchkit.chunking import covers_exactly
 from searchkit.config import ChunkingConfig
 from searchkit.documents import record_document
 from searchkit.ingest import embed_documents

@@ -15,7 +15,7 @@ from searchkit import SearchIndex
 from searchkit.ann import VectorIndex
 from searchkit.caches import VectorCaches
 from searchkit.cli import main
-from searchkit.config import AnnConfig, IngestConfig
+from searchkit.config import IngestConfig
 from searchkit.errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
 from searchkit.store import DB_NAME, SCHEMA_VERSION
 
