@@ -130,12 +130,13 @@ class VectorCaches:
         live, have = self.store.ids(table), index.ids()
         new = np.setdiff1d(live, have, assume_unique=True)
         gone = np.setdiff1d(have, live, assume_unique=True)
-        if len(gone):
-            index.remove(gone)
+        # HNSW cannot remove: its ids of removed documents are tombstones it was saved with
+        # (queries skip them), not a sign that the file lags, so they are not counted.
+        removed = len(gone) if len(gone) and index.remove(gone) else 0
         if len(new):
             ids, vectors = self.store.vectors(table, dim, ids=new)
             index.add(ids, vectors)
-        return len(new), len(gone)
+        return len(new), removed
 
     def build(self, table: str, params: AnnParams) -> VectorIndex:
         ids, vectors = self.store.vectors(table, self.dimension())

@@ -139,6 +139,7 @@ class Indexer:
                 log.warning("not in the index: %s", key)
             ids.update(found)
         if ids:
+            self.vectors.load_all()  # before the commit, so the caches load level, not one behind
             self._remove_ids(sorted(ids))
         return len(ids)
 

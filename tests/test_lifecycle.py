@@ -98,6 +98,20 @@ def test_compact_drops_hnsw_tombstones_and_auto_compaction_follows_the_ratio(con
         assert {h.key for h in ix.search("volcano lava", k=10)} == {f"r{i}" for i in range(5, 12)}
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_remove_then_query_reports_no_false_disagreement(config, logs, kind):
+    """HNSW tombstones saved in the file are expected, and a remove loads its caches before it
+    commits: neither may read as a FAISS file lagging behind or disagreeing with SQLite."""
+    config = with_ann(config, type=kind, compact_ratio=1.0)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records(records(10))
+    with SearchIndex.open(config=config) as ix:
+        assert ix.remove(["r3"]) == 1
+    with SearchIndex.open(config=config) as ix:   # a fresh reader loads the saved file
+        assert "r3" not in {h.key for h in ix.search("chess king", k=10)}
+    assert not [r.getMessage() for r in logs.records if "brought level" in r.getMessage()]
+
+
 def test_compact_command(config, tmp_path):
     config = with_ann(config, type="hnsw", compact_ratio=1.0)
     with SearchIndex.open(config=config, create=True) as ix:
