@@ -4,11 +4,14 @@ Precedence, highest first: command-line flag > environment variable > config fil
 default. Every field has a dotted key (``model.name``) and an environment variable
 (``SEARCHKIT_MODEL_NAME``); top-level fields drop the section (``index`` → ``SEARCHKIT_INDEX``).
 The shipped ``config.yaml`` documents every field and holds exactly the built-in defaults.
+Flag and environment values are strings read by the field's type (text verbatim, numbers
+decimal), never as YAML text: see :func:`_parse_text`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -141,16 +144,50 @@ def all_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
     return keys
 
 
-def _coerce(key: str, hint: Any, value: Any, source: str) -> Any:
-    """Turn a YAML or string value into the field's type, or raise ConfigError naming the key."""
-    if isinstance(value, str) and source != "config file":
-        # Environment variables and flags arrive as strings; YAML gives them their scalar type.
-        value = yaml.safe_load(value) if value.strip() else None
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """The field's base type and whether it may be null: ``int | None`` → ``(int, True)``."""
     args = typing.get_args(hint)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if args and (
-        typing.get_origin(hint) in (typing.Union, types.UnionType)) else hint
-    bad = ConfigError(f"{key} ({source}): expected {_type_name(hint)}, got {value!r}")
+    if args and typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in args if a is not type(None)), type(None) in args
+    return hint, False
+
+
+def _parse_text(key: str, hint: Any, text: str, where: str) -> Any:
+    """A flag or environment string as the field's type wants it, before :func:`_coerce`.
+
+    Text settings take the string verbatim (``idx #2``, ``010``, ``on`` and ``@x`` stay as
+    typed); an empty string is null for an optional one. Numbers are plain decimal (``010`` is
+    ten, ``2:30`` is an error). Booleans and lists are read as YAML (``off``, ``[.txt, .md]``).
+    For the other types an empty string, ``null`` or ``~`` is null.
+    """
+    base, optional = _unwrap(hint)
+    if base is str:
+        return None if optional and text == "" else text
+    stripped = text.strip()
+    if stripped in ("", "null", "~"):
+        return None
+    if base in (int, float):
+        try:
+            return base(stripped)
+        except ValueError:
+            return text  # _coerce reports it with the expected type
+    try:
+        return yaml.safe_load(stripped)
+    except yaml.YAMLError:
+        raise ConfigError(f"{key} ({where}): expected {_type_name(hint)}, got {text!r}, "
+                          "which is not valid YAML") from None
+
+
+def _coerce(key: str, hint: Any, value: Any, where: str, text: bool = False) -> Any:
+    """Turn a value into the field's type, or raise ConfigError naming the key and ``where``.
+
+    ``text``: the value is a raw string from a flag or environment variable (see
+    :func:`_parse_text`); otherwise it is already typed (a YAML file, or Python code).
+    """
+    if text and isinstance(value, str):
+        value = _parse_text(key, hint, value, where)
+    base, optional = _unwrap(hint)
+    bad = ConfigError(f"{key} ({where}): expected {_type_name(hint)}, got {value!r}")
     if value is None:
         if optional:
             return None
@@ -164,11 +201,11 @@ def _coerce(key: str, hint: Any, value: Any, source: str) -> Any:
             raise bad
         return value
     if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise bad
         return float(value)
     if base is str:
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)) or value == "":
             raise bad
         return str(value)
     if typing.get_origin(base) is tuple:
@@ -249,23 +286,22 @@ def load_config(path: str | os.PathLike | None = None,
     environ = os.environ if environ is None else environ
     keys = all_keys()
     merged: dict[str, Any] = {}
-    sources: list[tuple[str, dict[str, Any]]] = []
+    # (key, value, where it came from, whether it is a raw string to parse)
+    given: list[tuple[str, Any, str, bool]] = []
 
     file = find_config_file(path, environ) if (path is not None or discover) else None
     if file is not None:
-        sources.append(("config file", _read_yaml(file)))
-    sources.append(("environment", {
-        key: environ[env_var(key)] for key in keys if env_var(key) in environ}))
-    sources.append(("flag", {k: v for k, v in (overrides or {}).items() if v is not None}))
+        given += [(key, value, str(file), False) for key, value in _read_yaml(file).items()]
+    given += [(key, environ[env_var(key)], f"env {env_var(key)}", True)
+              for key in keys if env_var(key) in environ]
+    given += [(key, value, "flag", True) for key, value in (overrides or {}).items() if value is not None]
 
-    for source, values in sources:
-        where = f"{file}" if source == "config file" else source
-        for key, raw in values.items():
-            if key not in keys:
-                raise ConfigError(f"unknown setting {key!r} ({where}); known settings are listed in config.yaml")
-            value = _coerce(key, keys[key], raw, source if source != "config file" else "config file")
-            _validate(key, value, where)
-            merged[key] = value
+    for key, raw, where, text in given:
+        if key not in keys:
+            raise ConfigError(f"unknown setting {key!r} ({where}); known settings are listed in config.yaml")
+        value = _coerce(key, keys[key], raw, where, text=text)
+        _validate(key, value, where)
+        merged[key] = value
     return _build(Config, merged)
 
 
@@ -298,7 +334,7 @@ def with_settings(config: Config, settings: Mapping[str, Any], source: str = "ov
     for key, value in settings.items():
         if key not in keys:
             raise ConfigError(f"unknown setting {key!r} ({source})")
-        value = _coerce(key, keys[key], value, "config file")  # typed values: no string parsing
+        value = _coerce(key, keys[key], value, source)  # typed values: no string parsing
         _validate(key, value, source)
         flat[key] = value
     return _build(Config, flat)

@@ -78,11 +78,27 @@ def test_environment_variable_selects_the_index(run, corpus, tmp_path, monkeypat
     (["index", ".", "--set", "search.k=zero"], "search.k (flag): expected int"),
     (["index", ".", "--set", "nokey=1"], "unknown setting 'nokey'"),
     (["query", "x", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
+    (["query", "x", "--index", "idx #2"], "idx #2 is not a searchkit index"),
+    (["info", "--index", "@idx"], "@idx is not a searchkit index"),
+    (["info", "--index", "010"], "010 is not a searchkit index"),
+    (["index", ".", "--set", "search.k=[1"], "search.k (flag): expected int"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(run, args, message):
     result = run(*args, *MINILM)
     assert result.exit_code != 0
     assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_index_folder_is_taken_verbatim(run, corpus, tmp_path):
+    assert run("index", corpus, "--index", "idx #2", *MINILM).exit_code == 0
+    assert (tmp_path / "idx #2" / "searchkit.db").exists() and not (tmp_path / "idx").exists()
+
+
+def test_text_setting_from_environment_is_verbatim(run, monkeypatch):
+    monkeypatch.setenv("SEARCHKIT_INDEX", "*x")
+    result = run("info")
+    assert result.exit_code == 1 and "*x is not a searchkit index" in result.output
     assert "Traceback" not in result.output
 
 

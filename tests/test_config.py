@@ -61,7 +61,7 @@ def test_malformed_config_names_the_setting(tmp_path, content, fragment):
 
 
 def test_bad_environment_value_names_the_variable_source():
-    with pytest.raises(ConfigError, match=r"search\.k \(environment\)"):
+    with pytest.raises(ConfigError, match=r"search\.k \(env SEARCHKIT_SEARCH_K\)"):
         load_config(environ={"SEARCHKIT_SEARCH_K": "-1"}, discover=False)
 
 
@@ -79,3 +79,53 @@ def test_with_settings_replaces_dotted_keys_and_validates():
         with_settings(Config(), {"chunking.mode": "sideways"})
     with pytest.raises(ConfigError, match="unknown setting"):
         with_settings(Config(), {"chunking.colour": 1})
+
+
+@pytest.mark.parametrize("text", ["idx #2", "010", "2:30", "on", "@idx", "*x", "[a]", "null", " x "])
+def test_text_settings_from_flags_and_env_are_taken_verbatim(text):
+    config = load_config(overrides={"index": text}, environ={}, discover=False)
+    assert config.index == text
+    config = load_config(environ={"SEARCHKIT_MODEL_NAME": text}, discover=False)
+    assert config.model.name == text
+
+
+def test_empty_text_setting_is_an_error_naming_the_source():
+    with pytest.raises(ConfigError, match=r"index \(flag\)"):
+        load_config(overrides={"index": ""}, environ={}, discover=False)
+    with pytest.raises(ConfigError, match=r"model\.name \(env SEARCHKIT_MODEL_NAME\)"):
+        load_config(environ={"SEARCHKIT_MODEL_NAME": ""}, discover=False)
+
+
+def test_numbers_from_flags_and_env_are_plain_decimal():
+    env = {"SEARCHKIT_ANN_NPROBE": "010", "SEARCHKIT_SEARCH_K": " 7 ",
+           "SEARCHKIT_MODEL_NETWORK_TIMEOUT": "1e1", "SEARCHKIT_MODEL_FALLBACK": "off",
+           "SEARCHKIT_MODEL_WINDOW_TOKENS": "null", "SEARCHKIT_MODEL_MAX_WINDOWS": ""}
+    config = load_config(overrides={"search.rerank_depth": "1_000"}, environ=env, discover=False)
+    assert config.ann.nprobe == 10 and config.search.k == 7
+    assert config.model.network_timeout == 10.0 and config.model.fallback is False
+    assert config.model.window_tokens is None and config.model.max_windows is None
+    assert config.search.rerank_depth == 1000
+
+
+@pytest.mark.parametrize("value", ["2:30", "0x10", "[unclosed", "@x", "*x", "5.0", "true"])
+def test_malformed_numbers_from_flags_and_env_name_setting_and_source(value):
+    with pytest.raises(ConfigError, match=r"search\.k \(flag\): expected int"):
+        load_config(overrides={"search.k": value}, environ={}, discover=False)
+    with pytest.raises(ConfigError, match=r"search\.k \(env SEARCHKIT_SEARCH_K\): expected int"):
+        load_config(environ={"SEARCHKIT_SEARCH_K": value}, discover=False)
+
+
+@pytest.mark.parametrize("value", ["[unclosed", "@x", "{a: 1}", "1"])
+def test_malformed_booleans_and_lists_name_setting_and_source(value):
+    with pytest.raises(ConfigError, match=r"model\.fallback \(env SEARCHKIT_MODEL_FALLBACK\)"):
+        load_config(environ={"SEARCHKIT_MODEL_FALLBACK": value}, discover=False)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_floats_are_refused(value, tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.network_timeout \(flag\)"):
+        load_config(overrides={"model.network_timeout": value}, environ={}, discover=False)
+    file = tmp_path / "c.yaml"
+    file.write_text("model:\n  network_timeout: .nan\n")
+    with pytest.raises(ConfigError, match=rf"model\.network_timeout \({file}\)"):
+        load_config(file, environ={})
