@@ -26,7 +26,7 @@ from . import search as ranking
 from .ann import VectorIndex
 from .caches import TABLES, VectorCaches
 from .chunking import max_span_tokens
-from .config import ChunkingConfig, Config, load_config
+from .config import DEFAULT_MODEL, ChunkingConfig, Config, load_config
 from .documents import Document, record_document
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
@@ -255,11 +255,17 @@ class SearchIndex:
             return {"dropped": dropped, "bytes_before": before, "bytes_after": _folder_bytes(self.folder)}
 
     def _prepare_write(self) -> None:
-        """Record model and structure on first write; refuse a mismatched model."""
+        """Record model and structure on first write; refuse a mismatched model.
+
+        An existing index keeps its recorded model: ``model.name`` left at the default (by
+        omission, or a config file restating it) is not a request for another model; any other
+        name must be the recorded one.
+        """
         self.vectors.start_write()
         manifest = self.store.manifest()
         if "model" in manifest:
-            self.check_model(self.config.model.name)
+            if self.config.model.name != DEFAULT_MODEL:
+                self.check_model(self.config.model.name)
             self.vectors.load_all()
             return
         info = self.embedder.info

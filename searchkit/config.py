@@ -25,13 +25,16 @@ from .errors import ConfigError
 
 ENV_PREFIX = "SEARCHKIT_"
 CONFIG_ENV = "SEARCHKIT_CONFIG"
+# model.name when none is set. Writing to an existing index with this name keeps the index's
+# own model; any other name must match it (see SearchIndex.check_model).
+DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The embedding model and how documents are fed to it."""
 
-    name: str = "jinaai/jina-embeddings-v2-small-en"
+    name: str = DEFAULT_MODEL
     fallback: bool = True
     fallback_name: str = "sentence-transformers/all-MiniLM-L6-v2"
     device: str = "cpu"

@@ -121,6 +121,17 @@ def test_reopened_index_answers_with_the_recorded_model(config, corpus):
         assert ix.model_info.name == "sentence-transformers/all-MiniLM-L6-v2"
 
 
+def test_writing_with_the_default_model_name_keeps_the_recorded_model(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+    default = dataclasses.replace(config, model=ModelConfig(fallback=False))  # model.name defaulted
+    with SearchIndex.open(config=default) as ix:
+        report = ix.add_records([("r1", "Glaciers carve valleys as they move.")])
+        assert report.added == 1
+        assert ix.model_info.name == "sentence-transformers/all-MiniLM-L6-v2"
+        assert ix.search("glacier valleys", k=1)[0].key == "r1"
+
+
 def test_indexing_with_a_different_model_is_refused(config, corpus, tmp_path):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_paths([corpus])

@@ -102,6 +102,26 @@ def test_text_setting_from_environment_is_verbatim(run, monkeypatch):
     assert "Traceback" not in result.output
 
 
+def test_reindex_without_model_flag_keeps_the_recorded_model(run, corpus, tmp_path):
+    ix = tmp_path / "ix"
+    assert run("index", corpus, "--index", ix, "--model", "all-MiniLM-L6-v2").exit_code == 0
+    (corpus / "new.txt").write_text("Glaciers carve valleys as they slowly move downhill.")
+    result = run("index", corpus, "--index", ix)
+    assert result.exit_code == 0, result.output
+    assert "added 1, updated 0, unchanged 4" in result.output
+    assert json.loads(run("info", "--index", ix, "--json").output)["model"]["name"] == \
+        "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_reindex_with_another_explicit_model_is_refused(run, corpus, tmp_path, monkeypatch):
+    ix = tmp_path / "ix"
+    assert run("index", corpus, "--index", ix, *MINILM).exit_code == 0
+    monkeypatch.setenv("SEARCHKIT_MODEL_NAME", str(tmp_path / "other-model"))
+    result = run("index", corpus, "--index", ix)
+    assert result.exit_code == 1 and "was built with model" in result.output
+    assert "other-model" in result.output
+
+
 def test_model_mismatch_on_query_names_both(run, corpus, tmp_path):
     run("index", corpus, "--index", tmp_path / "ix", *MINILM)
     result = run("query", "x", "--index", tmp_path / "ix", "--model", "jinaai/jina-embeddings-v2-small-en")
