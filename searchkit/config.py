@@ -11,6 +11,7 @@ decimal), never as YAML text: see :func:`_parse_text`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import types
@@ -22,6 +23,8 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SEARCHKIT_"
 CONFIG_ENV = "SEARCHKIT_CONFIG"
@@ -278,7 +281,8 @@ def load_config(path: str | os.PathLike | None = None,
 
     Args:
         path: YAML file to read. ``None`` looks for ``$SEARCHKIT_CONFIG`` then ``./config.yaml``
-            when ``discover`` is true.
+            when ``discover`` is true. A ``./config.yaml`` found that way with none of
+            searchkit's top-level sections belongs to another tool and is ignored (logged).
         overrides: dotted keys to values (from command-line flags); ``None`` values are ignored.
         environ: environment to read ``SEARCHKIT_*`` variables from (default ``os.environ``).
         discover: whether to look for a config file when ``path`` is ``None``.
@@ -294,7 +298,14 @@ def load_config(path: str | os.PathLike | None = None,
 
     file = find_config_file(path, environ) if (path is not None or discover) else None
     if file is not None:
-        given += [(key, value, str(file), False) for key, value in _read_yaml(file).items()]
+        data = _read_yaml(file)
+        implicit = path is None and not environ.get(CONFIG_ENV)
+        if implicit and not _is_ours(data):
+            # Another tool's ./config.yaml (a Hugo site, say): not ours to judge.
+            log.info("ignoring %s: it has none of searchkit's sections (%s)", file,
+                     ", ".join(f.name for f in dataclasses.fields(Config)))
+        else:
+            given += [(key, value, str(file), False) for key, value in _check_mapping(file, data).items()]
     given += [(key, environ[env_var(key)], f"env {env_var(key)}", True)
               for key in keys if env_var(key) in environ]
     given += [(key, value, "flag", True) for key, value in (overrides or {}).items() if value is not None]
@@ -308,7 +319,8 @@ def load_config(path: str | os.PathLike | None = None,
     return _build(Config, merged)
 
 
-def _read_yaml(file: Path) -> dict[str, Any]:
+def _read_yaml(file: Path) -> Any:
+    """The file's YAML document as it stands ({} when empty), or ConfigError if unreadable."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -319,8 +331,19 @@ def _read_yaml(file: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {file} is not valid YAML: {exc}".splitlines()[0]) from None
-    if data is None:
-        return {}
+    return {} if data is None else data
+
+
+def _is_ours(data: Any) -> bool:
+    """Whether a file's YAML has at least one of searchkit's top-level keys (or is empty)."""
+    if data == {}:
+        return True
+    names = {f.name for f in dataclasses.fields(Config)}
+    return isinstance(data, dict) and any(key in names for key in data)
+
+
+def _check_mapping(file: Path, data: Any) -> dict[str, Any]:
+    """The file's settings as dotted keys, or ConfigError if it is not a mapping."""
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of settings, not {type(data).__name__}")
     return _flatten(data)

@@ -122,6 +122,15 @@ def test_reindex_with_another_explicit_model_is_refused(run, corpus, tmp_path, m
     assert "other-model" in result.output
 
 
+def test_another_tools_config_yaml_in_the_current_folder_is_ignored(run, tmp_path):
+    (tmp_path / "config.yaml").write_text("baseURL: https://example.org/\ntitle: My site\n")
+    result = run("info", "--index", "nowhere")
+    assert "nowhere is not a searchkit index" in result.output
+    assert "ignoring config.yaml" in result.output and "unknown setting" not in result.output
+    result = run("info", "--index", "nowhere", "--config", "config.yaml")
+    assert result.exit_code == 1 and "unknown setting 'baseURL' (config.yaml)" in result.output
+
+
 def test_model_mismatch_on_query_names_both(run, corpus, tmp_path):
     run("index", corpus, "--index", tmp_path / "ix", *MINILM)
     result = run("query", "x", "--index", tmp_path / "ix", "--model", "jinaai/jina-embeddings-v2-small-en")

@@ -129,3 +129,30 @@ def test_non_finite_floats_are_refused(value, tmp_path):
     file.write_text("model:\n  network_timeout: .nan\n")
     with pytest.raises(ConfigError, match=rf"model\.network_timeout \({file}\)"):
         load_config(file, environ={})
+
+
+HUGO = "baseURL: https://example.org/\ntitle: My site\nparams:\n  author: me\n"
+
+
+def test_another_tools_implicit_config_yaml_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(HUGO)
+    assert load_config(environ={}) == Config()
+    (tmp_path / "config.yaml").write_text("- a list of another tool\n")
+    assert load_config(environ={}) == Config()
+
+
+def test_implicit_config_yaml_mixing_known_and_unknown_keys_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(HUGO + "search:\n  k: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'baseURL' \(config\.yaml\)"):
+        load_config(environ={})
+
+
+def test_explicit_config_file_of_another_tool_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(HUGO)
+    with pytest.raises(ConfigError, match=r"unknown setting 'baseURL' \(config\.yaml\)"):
+        load_config("config.yaml", environ={})
+    with pytest.raises(ConfigError, match=r"unknown setting 'baseURL' \(config\.yaml\)"):
+        load_config(environ={"SEARCHKIT_CONFIG": "config.yaml"})
