@@ -174,8 +174,9 @@ class SearchIndex:
         """Index files and folders incrementally.
 
         Unchanged files (same content hash) are not embedded again, changed files replace their
-        entry, and files gone from the given folders are removed. Unusable files are reported in
-        ``report.skipped`` and never stop the run.
+        entry, and files deleted from the given folders are removed; a file the walk passes over
+        (hidden, of a type not indexed, in a folder that cannot be listed) keeps its entry.
+        Unusable files are reported in ``report.skipped`` and never stop the run.
 
         Raises:
             InputError: a path does not exist, or the folders hold no supported file at all.

@@ -115,8 +115,8 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
               chunk_size, batch_tokens, wait):
     """Index files and folders (recursively), incrementally.
 
-    Unchanged files are skipped by content hash, changed ones re-embedded, and files gone from
-    the given folders removed.
+    Unchanged files are skipped by content hash, changed ones re-embedded, and files deleted
+    from the given folders removed.
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{

@@ -81,6 +81,12 @@ class IngestConfig:
     commit_every: int = 16
     checkpoint_seconds: float = 30.0
 
+    def __post_init__(self) -> None:
+        # "txt" means ".txt" (an environment variable or flag is easily written without dots):
+        # a bare word would match no file at all.
+        object.__setattr__(self, "extensions", tuple(
+            e if e.startswith(".") else f".{e}" for e in self.extensions))
+
 
 @dataclass(frozen=True)
 class SearchConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,8 @@ class Indexer:
     def add_paths(self, paths: Sequence[str | os.PathLike], chunking: ChunkingConfig,
                   show_progress: bool = False) -> IngestReport:
         """Index the files under ``paths``: unchanged ones are counted, new and changed ones
-        embedded, files gone from the given folders removed.
+        embedded, files deleted from the given folders removed. A stored file the walk passes
+        over but that still exists keeps its entry.
 
         Args:
             paths: files and folders (at least one).
@@ -101,8 +103,11 @@ class Indexer:
             seen.add(key)
             state = existing.get(key)
             todo.append((item, state[1] if state is not None else None))
+        # Only files that no longer exist are gone: one the walk passed over (hidden, of a type
+        # not indexed now, in a folder that could not be listed) still has its content.
         gone = [doc_id for root in roots if root.is_dir()
-                for path, doc_id in self.store.paths_under(str(root)).items() if path not in seen]
+                for path, doc_id in self.store.paths_under(str(root)).items()
+                if path not in seen and _deleted(path)]
         if not todo and not seen and not gone:
             exts = ", ".join(self.settings.extensions)
             raise InputError(f"no files to index under {', '.join(map(str, paths))} "
@@ -233,3 +238,17 @@ def _absolute(key: str) -> str | None:
         return str(Path(key).absolute()) if key and "\x00" not in key else None
     except (OSError, ValueError):
         return None
+
+
+def _deleted(path: str) -> bool:
+    """Whether the stored file ``path`` no longer exists (or is a folder now).
+
+    Only a definite answer counts: a path that cannot be looked at (its folder is not
+    searchable, say) may well still exist, and its entry is kept.
+    """
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except (OSError, ValueError):
+        return False

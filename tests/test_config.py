@@ -156,3 +156,11 @@ def test_explicit_config_file_of_another_tool_is_an_error(tmp_path, monkeypatch)
         load_config("config.yaml", environ={})
     with pytest.raises(ConfigError, match=r"unknown setting 'baseURL' \(config\.yaml\)"):
         load_config(environ={"SEARCHKIT_CONFIG": "config.yaml"})
+
+
+def test_extensions_without_a_dot_are_read_as_extensions(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("ingest:\n  extensions: [txt, .md]\n")
+    assert load_config(file, environ={}).ingest.extensions == (".txt", ".md")
+    flagged = load_config(overrides={"ingest.extensions": "rst,html"}, environ={}, discover=False)
+    assert flagged.ingest.extensions == (".rst", ".html")

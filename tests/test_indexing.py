@@ -1,0 +1,90 @@
+"""The write path on re-runs: what a second `index` keeps, replaces, refreshes and removes.
+
+Real offline model, tiny corpora built in code (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from searchkit import SearchIndex
+from searchkit.config import load_config
+
+
+def stored_paths(ix: SearchIndex) -> set[str]:
+    return {p for p, in ix.store.db.execute("SELECT path FROM documents WHERE path IS NOT NULL")}
+
+
+def with_extensions(config, *extensions):
+    return dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, extensions=extensions))
+
+
+def test_files_of_a_type_no_longer_indexed_keep_their_entries(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+    # Written without dots, as in SEARCHKIT_INGEST_EXTENSIONS=txt,md: still .txt and .md.
+    env = {"SEARCHKIT_INGEST_EXTENSIONS": "txt,md"}
+    narrow = dataclasses.replace(config, ingest=load_config(environ=env, discover=False).ingest)
+    assert narrow.ingest.extensions == (".txt", ".md")
+    with SearchIndex.open(config=narrow) as ix:
+        report = ix.add_paths([corpus])
+        assert (report.unchanged, report.removed) == (2, 0)
+        assert ix.stats()["documents"] == 4
+    with SearchIndex.open(config=with_extensions(config, ".rst")) as ix:
+        assert ix.add_paths([corpus]).removed == 0
+        assert len(stored_paths(ix)) == 4
+
+
+def test_files_in_a_folder_that_cannot_be_listed_keep_their_entries(config, corpus, monkeypatch):
+    sub = corpus / "locked"
+    sub.mkdir()
+    (sub / "tides.txt").write_text("The Moon's gravity raises the tides twice a day.")
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        real_scandir, real_lstat = os.scandir, os.lstat
+
+        # As for a folder with mode 000 (which does not stop root, who runs CI): it can be
+        # neither listed nor looked into.
+        def scandir(path="."):
+            if Path(path) == sub:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)
+
+        def lstat(path, *args, **kwargs):
+            if Path(path).parent == sub:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_lstat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        monkeypatch.setattr(os, "lstat", lstat)
+        report = ix.add_paths([corpus])
+        monkeypatch.undo()
+        assert [s.reason for s in report.skipped] == ["folder cannot be read: Permission denied"]
+        assert report.removed == 0
+        assert str(sub / "tides.txt") in stored_paths(ix)
+
+
+def test_a_hidden_file_named_on_its_own_keeps_its_entry_when_its_folder_is_indexed(config, corpus):
+    (corpus / ".notes.txt").write_text("Private notes about the lunar orbit and its tides.")
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus / ".notes.txt"])
+        report = ix.add_paths([corpus])
+        assert (report.added, report.removed) == (4, 0)
+        assert str(corpus / ".notes.txt") in stored_paths(ix)
+
+
+def test_a_deleted_file_is_removed_and_a_deleted_folder_takes_its_files(config, corpus):
+    sub = corpus / "more"
+    sub.mkdir()
+    (sub / "tides.txt").write_text("The Moon's gravity raises the tides twice a day.")
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        (corpus / "chess.html").unlink()
+        (sub / "tides.txt").unlink()
+        sub.rmdir()
+        report = ix.add_paths([corpus])
+        assert report.removed == 2
+        assert sorted(os.path.basename(p) for p in stored_paths(ix)) == [
+            "bread.md", "orbit.rst", "volcano.txt"]
