@@ -210,13 +210,14 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
         return Skipped(shown, f"cannot be parsed ({type(exc).__name__})")
     if not text.strip():
         return Skipped(shown, "no text")
+    absolute = os.path.abspath(path)  # ".." resolved by name, as filters.py reads paths
     return Document(
-        key=str(path.absolute()),
+        key=absolute,
         text=text,
         title=title or path.stem,
         kind=kind,
         content_hash=digest,
-        path=str(path.absolute()),
+        path=absolute,
         size=stat.st_size,
         mtime=stat.st_mtime,
         metadata=metadata,

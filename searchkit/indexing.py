@@ -92,22 +92,21 @@ class Indexer:
         existing = self.store.states()
         seen: set[str] = set()
         todo: list[tuple[Path, str | None]] = []   # each file with its stored hash
-        roots = [Path(p).absolute() for p in paths]
+        # abspath, not Path.absolute(): "docs/sub/../b.txt" must be stored as "docs/b.txt".
+        roots = [Path(os.path.abspath(p)) for p in paths]
         for item in iter_files(roots, self.settings.extensions):
             if isinstance(item, Skipped):
                 report.skipped.append(item)
                 continue
-            key = str(item.absolute())
+            key = os.path.abspath(item)
             if key in seen:  # overlapping roots, or a file named twice
                 continue
             seen.add(key)
             state = existing.get(key)
             todo.append((item, state[1] if state is not None else None))
-        # Only files that no longer exist are gone: one the walk passed over (hidden, of a type
-        # not indexed now, in a folder that could not be listed) still has its content.
         gone = [doc_id for root in roots if root.is_dir()
                 for path, doc_id in self.store.paths_under(str(root)).items()
-                if path not in seen and _deleted(path)]
+                if _gone(path, seen)]
         if not todo and not seen and not gone:
             exts = ", ".join(self.settings.extensions)
             raise InputError(f"no files to index under {', '.join(map(str, paths))} "
@@ -233,11 +232,26 @@ class Indexer:
 
 
 def _absolute(key: str) -> str | None:
-    """``key`` read as a path and made absolute the way file keys are stored; None if it cannot be one."""
+    """``key`` read as a path and made absolute the way file keys are stored (``..`` resolved
+    by name, as :func:`os.path.abspath` does); None if it cannot be one."""
     try:
-        return str(Path(key).absolute()) if key and "\x00" not in key else None
+        return os.path.abspath(key) if key and "\x00" not in key else None
     except (OSError, ValueError):
         return None
+
+
+def _gone(path: str, seen: set[str]) -> bool:
+    """Whether the stored file ``path``, not among the files just walked (``seen``), is gone.
+
+    Only a file that no longer exists is: one the walk passed over (hidden, of a type not
+    indexed now, in a folder that could not be listed) still has its content and keeps its
+    entry. A path stored with ``..`` in it (as searchkit did before keys were normalised) is
+    gone once the file it names has been walked under its plain name, or is deleted.
+    """
+    if path in seen:
+        return False
+    plain = os.path.abspath(path)
+    return plain in seen or _deleted(plain)
 
 
 def _deleted(path: str) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from searchkit import SearchIndex
 from searchkit.config import load_config
+from searchkit.documents import read_document
 
 
 def stored_paths(ix: SearchIndex) -> set[str]:
@@ -88,3 +89,33 @@ def test_a_deleted_file_is_removed_and_a_deleted_folder_takes_its_files(config, 
         assert report.removed == 2
         assert sorted(os.path.basename(p) for p in stored_paths(ix)) == [
             "bread.md", "orbit.rst", "volcano.txt"]
+
+
+def test_a_path_with_dot_dot_names_the_same_file(config, corpus, monkeypatch):
+    sub = corpus / "sub"
+    sub.mkdir()
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        monkeypatch.chdir(sub)
+        report = ix.add_paths(["../", "../volcano.txt"])
+        assert (report.added, report.unchanged) == (0, 4)
+        assert stored_paths(ix) == {str(corpus / name) for name in
+                                    ("volcano.txt", "bread.md", "chess.html", "orbit.rst")}
+        assert [os.path.basename(h.path) for h in ix.search("lava", k=10)].count("volcano.txt") == 1
+        assert ix.remove(["../bread.md"]) == 1
+        assert ix.remove([f"../{sub.name}/../chess.html"]) == 1
+        assert ix.stats()["documents"] == 2
+
+
+def test_an_entry_stored_under_a_dot_dot_path_goes_at_the_next_run(config, corpus):
+    # Made the way searchkit stored `index ../` from a subfolder before paths were normalised.
+    (corpus / "sub").mkdir()
+    alias = str(corpus / "sub" / ".." / "volcano.txt")
+    old = dataclasses.replace(read_document(corpus / "volcano.txt"), key=alias, path=alias)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        ix.add_records([old])
+        assert alias in stored_paths(ix)
+        report = ix.add_paths([corpus])
+        assert (report.unchanged, report.removed) == (4, 1)
+        assert alias not in stored_paths(ix) and ix.stats()["documents"] == 4
