@@ -176,7 +176,9 @@ class SearchIndex:
         Unchanged files (same content hash) are not embedded again, changed files replace their
         entry, and files deleted from the given folders are removed; a file the walk passes over
         (hidden, of a type not indexed, in a folder that cannot be listed) keeps its entry.
-        Unusable files are reported in ``report.skipped`` and never stop the run.
+        Unusable files are reported in ``report.skipped`` and never stop the run; an indexed
+        file whose content became unusable (emptied, binary, not UTF-8, too large) also loses
+        its entry (counted in ``report.removed``), one that cannot be read keeps it.
 
         Raises:
             InputError: a path does not exist, or the folders hold no supported file at all.

@@ -53,10 +53,18 @@ class Document:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A path that was not ingested, and why."""
+    """A path that was not ingested, and why.
+
+    ``unusable_content`` tells two kinds of skip apart. True: the verdict is on what the file
+    holds now (no text, binary, not UTF-8, too large, unparsable, not a regular file, a broken
+    symlink), so anything indexed from its earlier content is stale. False: the walk passed it
+    over, or it could not be read (permission denied, a read error, vanished mid-run), which
+    says nothing about its content.
+    """
 
     path: str
     reason: str
+    unusable_content: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,9 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
                   known_hash: str | None = None) -> Document | Skipped | Unchanged:
     """Read one file into a Document, or say why it cannot be used. Never raises for a bad file.
 
+    A :class:`Skipped` for what the file holds (no text, binary, too large, ...) has
+    ``unusable_content`` set; one for a failed read (permission denied, ...) does not.
+
     The file is opened and read once. ``known_hash`` is the content hash stored for this file
     when it is already indexed: if the file still hashes to it the result is
     :class:`Unchanged`, and nothing is decoded or parsed. Such a file is hashed whole even
@@ -170,10 +181,10 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     try:
         stat = path.stat()
         if not S_ISREG(stat.st_mode):
-            return Skipped(shown, "not a regular file")
+            return _unusable(shown, "not a regular file")
         too_big = max_bytes is not None and stat.st_size > max_bytes
         if too_big and known_hash is None:
-            return Skipped(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
+            return _unusable(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
         with path.open("rb") as fh:
             # Read at most one byte past the cap: a file may grow between stat and read.
             data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
@@ -184,8 +195,9 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
             elif known_hash is not None:  # past the cap, yet it may still be the stored file
                 digest = _hash_rest(data, fh)
     except FileNotFoundError:
-        reason = "broken symlink" if path.is_symlink() else "vanished before it could be read"
-        return Skipped(shown, reason)
+        if path.is_symlink():
+            return _unusable(shown, "broken symlink")
+        return Skipped(shown, "vanished before it could be read")
     except PermissionError:
         return Skipped(shown, "permission denied")
     except OSError as exc:
@@ -193,23 +205,23 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     if known_hash is not None and digest == known_hash:
         return Unchanged(shown)
     if too_big:
-        return Skipped(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
+        return _unusable(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
     if not whole:
-        return Skipped(shown, "larger than ingest.max_file_mb (it grew while being read)")
+        return _unusable(shown, "larger than ingest.max_file_mb (it grew while being read)")
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:
-        return Skipped(shown, "binary file")
+        return _unusable(shown, "binary file")
     try:
         raw = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return Skipped(shown, f"not valid UTF-8 (byte {exc.start})")
+        return _unusable(shown, f"not valid UTF-8 (byte {exc.start})")
     kind = path.suffix.lower().lstrip(".")
     kind = {"htm": "html", "markdown": "md"}.get(kind, kind)
     try:
         text, title, metadata = parse_text(raw, kind)
     except (RecursionError, ValueError) as exc:  # pathological markup nesting
-        return Skipped(shown, f"cannot be parsed ({type(exc).__name__})")
+        return _unusable(shown, f"cannot be parsed ({type(exc).__name__})")
     if not text.strip():
-        return Skipped(shown, "no text")
+        return _unusable(shown, "no text")
     absolute = os.path.abspath(path)  # ".." resolved by name, as filters.py reads paths
     return Document(
         key=absolute,
@@ -222,6 +234,10 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
         mtime=stat.st_mtime,
         metadata=metadata,
     )
+
+
+def _unusable(path: str, reason: str) -> Skipped:
+    return Skipped(path, reason, unusable_content=True)
 
 
 def parse_text(raw: str, kind: str) -> tuple[str, str | None, dict[str, Any]]:

@@ -77,7 +77,9 @@ class Indexer:
                   show_progress: bool = False) -> IngestReport:
         """Index the files under ``paths``: unchanged ones are counted, new and changed ones
         embedded, files deleted from the given folders removed. A stored file the walk passes
-        over but that still exists keeps its entry.
+        over but that still exists keeps its entry; one whose content became unusable (emptied,
+        binary, too large, ...) is skipped and its entry removed; one that cannot be read now
+        (permission denied, read error) is skipped and keeps its entry.
 
         Args:
             paths: files and folders (at least one).
@@ -91,7 +93,7 @@ class Indexer:
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
         existing = self.store.states()
         seen: set[str] = set()
-        todo: list[tuple[Path, str | None]] = []   # each file with its stored hash
+        todo: list[tuple[Path, str]] = []   # each file with its key
         # abspath, not Path.absolute(): "docs/sub/../b.txt" must be stored as "docs/b.txt".
         roots = [Path(os.path.abspath(p)) for p in paths]
         for item in iter_files(roots, self.settings.extensions):
@@ -102,8 +104,7 @@ class Indexer:
             if key in seen:  # overlapping roots, or a file named twice
                 continue
             seen.add(key)
-            state = existing.get(key)
-            todo.append((item, state[1] if state is not None else None))
+            todo.append((item, key))
         gone = [doc_id for root in roots if root.is_dir()
                 for path, doc_id in self.store.paths_under(str(root)).items()
                 if _gone(path, seen)]
@@ -111,10 +112,11 @@ class Indexer:
             exts = ", ".join(self.settings.extensions)
             raise InputError(f"no files to index under {', '.join(map(str, paths))} "
                              f"(supported: {exts})")
-        self._ingest(todo, existing, report, max_bytes, chunking, show_progress)
-        if gone:
-            self._remove_ids(sorted(set(gone)))
-            report.removed = len(set(gone))
+        stale = self._ingest(todo, existing, report, max_bytes, chunking, show_progress)
+        dropped = sorted(set(gone) | set(stale))
+        if dropped:
+            self._remove_ids(dropped)
+            report.removed += len(dropped)
         return report
 
     def add_documents(self, docs: Sequence[Document], chunking: ChunkingConfig,
@@ -159,21 +161,29 @@ class Indexer:
             return [i for i, _ in as_path.values()]
         return list(self.store.paths_under(path).values())
 
-    def _ingest(self, paths: list[tuple[Path, str | None]], existing: dict, report: IngestReport,
-                max_bytes: int, chunking: ChunkingConfig, show_progress: bool) -> None:
+    def _ingest(self, paths: list[tuple[Path, str]], existing: dict, report: IngestReport,
+                max_bytes: int, chunking: ChunkingConfig, show_progress: bool) -> list[int]:
         """Read each file once: one with its stored hash unchanged is counted and left alone,
-        the others are embedded and stored in batches."""
+        the others are embedded and stored in batches.
+
+        Returns the ids of stored files whose content is now unusable (emptied, binary, ...):
+        their entries are stale. A file that could not be read keeps its entry.
+        """
+        stale: list[int] = []
         bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
                    desc="indexing", dynamic_ncols=True)
         batch: list[Document] = []
         step = self.settings.commit_every
         with bar:
-            for path, known_hash in paths:
-                doc = read_document(path, max_bytes, known_hash)
+            for path, key in paths:
+                state = existing.get(key)
+                doc = read_document(path, max_bytes, state[1] if state is not None else None)
                 if isinstance(doc, Unchanged):
                     report.unchanged += 1
                 elif isinstance(doc, Skipped):
                     report.skipped.append(doc)
+                    if doc.unusable_content and state is not None:
+                        stale.append(state[0])
                 else:
                     batch.append(doc)
                     if len(batch) >= step:
@@ -183,6 +193,7 @@ class Indexer:
                 bar.update(1)
             if batch:
                 self._embed_and_store(batch, existing, report, chunking, bar=bar)
+        return stale
 
     def _embed_and_store(self, docs: list[Document], existing: dict, report: IngestReport,
                          chunking: ChunkingConfig, show_progress: bool = False,
@@ -192,8 +203,13 @@ class Indexer:
         embedder = self.embedder()
         tokens = [embedder.truncate(embedder.tokenize(d.text)) for d in docs]
         keep = [i for i, t in enumerate(tokens) if len(t)]
-        for i in sorted(set(range(len(docs))) - set(keep)):
-            report.skipped.append(Skipped(docs[i].path or docs[i].key, "no tokens"))
+        empty = [docs[i] for i in sorted(set(range(len(docs))) - set(keep))]
+        for doc in empty:
+            report.skipped.append(Skipped(doc.path or doc.key, "no tokens", unusable_content=True))
+        stale = [existing[d.key][0] for d in empty if d.key in existing]
+        if stale:  # what was indexed from the earlier content must not stay searchable
+            self._remove_ids(stale)
+            report.removed += len(stale)
         docs, tokens = [docs[i] for i in keep], [tokens[i] for i in keep]
         started = time.perf_counter()
 

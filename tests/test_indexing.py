@@ -119,3 +119,37 @@ def test_an_entry_stored_under_a_dot_dot_path_goes_at_the_next_run(config, corpu
         report = ix.add_paths([corpus])
         assert (report.unchanged, report.removed) == (4, 1)
         assert alias not in stored_paths(ix) and ix.stats()["documents"] == 4
+
+
+def test_a_file_whose_content_became_unusable_loses_its_entry(config, corpus, monkeypatch):
+    (corpus / "tides.txt").write_text("The Moon's gravity raises the tides twice a day.")
+    (corpus / "rain.txt").write_text("Rain falls when droplets in a cloud grow too heavy to float.")
+    config = dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, max_file_mb=0.01))
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        (corpus / "volcano.txt").write_text("")                       # `: > volcano.txt`
+        (corpus / "bread.md").write_bytes(b"\x00\x01 binary now")
+        (corpus / "chess.html").write_bytes(b"caf\xe9 au lait")
+        (corpus / "orbit.rst").write_text("orbit " * 3000)            # past ingest.max_file_mb
+        (corpus / "rain.txt").write_text("\u200b\u200b")              # text without a token
+        (corpus / "tides.txt").write_text("Changed, but it cannot be read now.")
+        real_open = Path.open
+
+        def deny(self, *args, **kwargs):
+            # chmod 000 does not stop root (and CI runs as root), so refuse the read here.
+            if self.name == "tides.txt":
+                raise PermissionError(13, "Permission denied")
+            return real_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", deny)
+        report = ix.add_paths([corpus])
+        monkeypatch.undo()
+        reasons = {os.path.basename(s.path): s.reason for s in report.skipped}
+        assert reasons == {"volcano.txt": "no text", "bread.md": "binary file",
+                           "chess.html": "not valid UTF-8 (byte 3)",
+                           "orbit.rst": "larger than ingest.max_file_mb (0.0 MB)",
+                           "rain.txt": "no tokens", "tides.txt": "permission denied"}
+        assert (report.updated, report.unchanged, report.removed) == (0, 0, 5)
+        # An access failure says nothing about the content: the old entry stays.
+        assert [os.path.basename(p) for p in stored_paths(ix)] == ["tides.txt"]
+        assert ix.search("volcano lava eruption", mode="keyword") == []
