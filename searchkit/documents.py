@@ -69,9 +69,14 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Unchanged:
-    """A file whose content still has the hash stored for it: read and hashed, not parsed."""
+    """A file whose content still has the hash stored for it: read and hashed, not parsed.
+
+    ``size`` and ``mtime`` are the file's as read now (a touched file keeps its content).
+    """
 
     path: str
+    size: int
+    mtime: float
 
 
 def content_hash(data: bytes) -> str:
@@ -203,7 +208,7 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     except OSError as exc:
         return Skipped(shown, f"cannot be read: {exc.strerror or exc}")
     if known_hash is not None and digest == known_hash:
-        return Unchanged(shown)
+        return Unchanged(shown, stat.st_size, stat.st_mtime)
     if too_big:
         return _unusable(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
     if not whole:

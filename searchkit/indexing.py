@@ -166,10 +166,12 @@ class Indexer:
         """Read each file once: one with its stored hash unchanged is counted and left alone,
         the others are embedded and stored in batches.
 
-        Returns the ids of stored files whose content is now unusable (emptied, binary, ...):
-        their entries are stale. A file that could not be read keeps its entry.
+        An unchanged file whose size or mtime moved (``touch``) gets them updated, without
+        re-embedding. Returns the ids of stored files whose content is now unusable (emptied,
+        binary, ...): their entries are stale. A file that could not be read keeps its entry.
         """
         stale: list[int] = []
+        stamps: list[tuple[str, int, float]] = []
         bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
                    desc="indexing", dynamic_ncols=True)
         batch: list[Document] = []
@@ -180,6 +182,7 @@ class Indexer:
                 doc = read_document(path, max_bytes, state[1] if state is not None else None)
                 if isinstance(doc, Unchanged):
                     report.unchanged += 1
+                    stamps.append((key, doc.size, doc.mtime))
                 elif isinstance(doc, Skipped):
                     report.skipped.append(doc)
                     if doc.unusable_content and state is not None:
@@ -193,6 +196,7 @@ class Indexer:
                 bar.update(1)
             if batch:
                 self._embed_and_store(batch, existing, report, chunking, bar=bar)
+        self.store.restamp(stamps)
         return stale
 
     def _embed_and_store(self, docs: list[Document], existing: dict, report: IngestReport,

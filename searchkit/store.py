@@ -5,8 +5,10 @@ text and the whole-document vector as a float32 blob) and ``chunks`` (token and 
 spans, vector). Ids come from AUTOINCREMENT so a removed id is never reused: a FAISS file
 that still holds a removed id can never confuse it with a newer document.
 
-Every write happens in :meth:`Store.transaction`, which bumps the generation; FAISS files are
-named after the generation they reflect, so a stale one is recognised on open.
+Every write that adds or removes vectors happens in :meth:`Store.transaction`, which bumps the
+generation; FAISS files are named after the generation they reflect, so a stale one is
+recognised on open. Writes to columns no FAISS file reflects (a file's mtime and size) leave
+the generation alone, so they never force the FAISS files to be rewritten.
 
 Keyword search uses two FTS5 tables created by migration 2: ``documents_fts`` (title and text,
 an external-content table reading ``documents``) and ``chunks_fts`` (each chunk's text,
@@ -320,6 +322,20 @@ class Store:
                  chunk.char_end, to_blob(chunk.vector)])
             chunk_ids.append(int(cur.lastrowid))
         return doc_id, chunk_ids
+
+    def restamp(self, stamps: Iterable[tuple[str, int, float]]) -> int:
+        """Record the current ``(key, size, mtime)`` of unchanged files, in its own transaction;
+        returns how many rows differed and were updated.
+
+        Filters read mtime from here and no FAISS file holds it, so the generation stays and
+        the FAISS files stay current.
+        """
+        with self.db.atomic():
+            cur = self.db.conn.executemany(
+                "UPDATE documents SET size = ?, mtime = ? WHERE key = ? "
+                "AND (size IS NOT ? OR mtime IS NOT ?)",
+                [(size, mtime, key, size, mtime) for key, size, mtime in stamps])
+            return max(cur.rowcount, 0)
 
     def delete(self, doc_ids: Sequence[int]) -> list[int]:
         """Delete documents and their chunks; returns the removed chunk ids."""

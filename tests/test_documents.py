@@ -62,7 +62,9 @@ def test_a_file_with_its_stored_hash_is_unchanged_and_not_parsed(tmp_path, monke
     doc = read_document(path, known_hash="0" * 64)
     assert isinstance(doc, Document) and doc.content_hash == digest
     monkeypatch.setattr(documents, "parse_text", lambda *a: pytest.fail("parsed"))
-    assert read_document(path, max_bytes=1000, known_hash=digest) == Unchanged(str(path))
+    stat = path.stat()
+    assert read_document(path, max_bytes=1000, known_hash=digest) == Unchanged(
+        str(path), stat.st_size, stat.st_mtime)
 
 
 def test_an_oversized_file_is_hashed_whole_against_its_stored_hash(tmp_path):
@@ -70,7 +72,9 @@ def test_an_oversized_file_is_hashed_whole_against_its_stored_hash(tmp_path):
     data = b"word " * 1000
     path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    assert read_document(path, max_bytes=100, known_hash=digest) == Unchanged(str(path))
+    stat = path.stat()
+    assert read_document(path, max_bytes=100, known_hash=digest) == Unchanged(
+        str(path), stat.st_size, stat.st_mtime)
     changed = read_document(path, max_bytes=100, known_hash=hashlib.sha256(b"old").hexdigest())
     assert isinstance(changed, Skipped) and "max_file_mb" in changed.reason
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from datetime import datetime
 from pathlib import Path
 
 from searchkit import SearchIndex
@@ -153,3 +154,21 @@ def test_a_file_whose_content_became_unusable_loses_its_entry(config, corpus, mo
         # An access failure says nothing about the content: the old entry stays.
         assert [os.path.basename(p) for p in stored_paths(ix)] == ["tides.txt"]
         assert ix.search("volcano lava eruption", mode="keyword") == []
+
+
+def test_a_touched_file_is_found_by_its_new_time_without_a_rewrite(config, corpus):
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_paths([corpus])
+        generation, faiss = ix.store.generation, sorted(p.name for p in ix.folder.glob("*.faiss"))
+        spring_2020 = datetime(2020, 3, 1).timestamp()
+        os.utime(corpus / "volcano.txt", (spring_2020, spring_2020))   # touch -d 2020-03-01
+        report = ix.add_paths([corpus])
+        assert (report.added, report.updated, report.unchanged, report.tokens) == (0, 0, 4, 0)
+        hits = ix.search("lava", filters={"until": "2021-01-01"})
+        assert [os.path.basename(h.path) for h in hits] == ["volcano.txt"]
+        row = ix.store.db.execute("SELECT mtime, size FROM documents WHERE path = ?",
+                                  [str(corpus / "volcano.txt")]).fetchone()
+        assert row == (spring_2020, (corpus / "volcano.txt").stat().st_size)
+        # Nothing a FAISS file holds changed: same generation, same files, nothing rewritten.
+        assert ix.store.generation == generation
+        assert sorted(p.name for p in ix.folder.glob("*.faiss")) == faiss
