@@ -201,7 +201,9 @@ class SearchIndex:
         """Index caller-supplied documents: ``(id, text)``, ``(id, text, metadata)`` tuples or
         mappings with ``id``, ``text`` and optional ``metadata`` / ``title``.
 
-        A record whose id exists with the same text is unchanged; different text replaces it.
+        A record whose id exists with the same text, title and metadata is unchanged; the same
+        text with another title or metadata is updated in place (counted in ``updated``, nothing
+        re-embedded); different text replaces it.
         """
         docs = [_record(r) for r in records]
         start = time.perf_counter()

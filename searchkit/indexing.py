@@ -9,6 +9,7 @@ the writer lock, records and checks the model, and finishes the write. The model
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -25,13 +26,18 @@ from .documents import Document, Skipped, Unchanged, iter_files, read_document
 from .embedding.embedder import Embedder
 from .errors import InputError
 from .ingest import embed_documents
-from .store import Store
+from .store import Store, metadata_json
 
 log = logging.getLogger("searchkit")
 
+
 @dataclass
 class IngestReport:
-    """What one ``add_paths`` / ``add_records`` call did."""
+    """What one ``add_paths`` / ``add_records`` call did.
+
+    ``updated`` counts every changed entry; ``relabelled`` those of them whose title or
+    metadata changed while their text did not, so nothing was embedded for them.
+    """
 
     added: int = 0
     updated: int = 0
@@ -40,10 +46,11 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
     tokens: int = 0
     seconds: float = 0.0
+    relabelled: int = 0
 
     @property
     def embedded(self) -> int:
-        return self.added + self.updated
+        return self.added + self.updated - self.relabelled
 
     def summary(self) -> str:
         rate = f", {self.tokens / self.seconds:,.0f} tokens/s" if self.seconds and self.tokens else ""
@@ -122,16 +129,26 @@ class Indexer:
     def add_documents(self, docs: Sequence[Document], chunking: ChunkingConfig,
                       show_progress: bool = False) -> IngestReport:
         """Index documents: one whose key is stored with the same content hash is unchanged,
-        one with another hash replaces the stored one."""
+        or updated in place when its title or metadata differ (nothing re-embedded); one with
+        another hash replaces the stored one."""
         report = IngestReport()
         existing = self.store.states(d.key for d in docs)
-        fresh = []
+        same_text = {d.key: existing[d.key][0] for d in docs
+                     if d.key in existing and existing[d.key][1] == d.content_hash}
+        stored = self.store.title_metadata(list(same_text.values()))
+        fresh, relabel = [], []
         for doc in docs:
-            state = existing.get(doc.key)
-            if state is not None and state[1] == doc.content_hash:
+            doc_id = same_text.get(doc.key)
+            if doc_id is None:
+                fresh.append(doc)
+            elif stored[doc_id] == (doc.title, json.loads(metadata_json(doc.metadata))):
                 report.unchanged += 1
             else:
-                fresh.append(doc)
+                relabel.append((doc_id, doc.title, doc.metadata))
+        report.updated += len(relabel)
+        report.relabelled += len(relabel)
+        if relabel:
+            self.store.update_title_metadata(relabel)
         self._embed_and_store(fresh, existing, report, chunking, show_progress)
         return report
 

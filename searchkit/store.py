@@ -7,8 +7,9 @@ that still holds a removed id can never confuse it with a newer document.
 
 Every write that adds or removes vectors happens in :meth:`Store.transaction`, which bumps the
 generation; FAISS files are named after the generation they reflect, so a stale one is
-recognised on open. Writes to columns no FAISS file reflects (a file's mtime and size) leave
-the generation alone, so they never force the FAISS files to be rewritten.
+recognised on open. Writes to columns no FAISS file reflects (a file's mtime and size, a
+document's title and metadata) leave the generation alone, so they never force the FAISS
+files to be rewritten.
 
 Keyword search uses two FTS5 tables created by migration 2: ``documents_fts`` (title and text,
 an external-content table reading ``documents``) and ``chunks_fts`` (each chunk's text,
@@ -309,7 +310,7 @@ class Store:
             "key": doc.key, "path": doc.path, "title": doc.title, "kind": doc.kind,
             "content_hash": doc.content_hash, "size": doc.size, "mtime": doc.mtime,
             "n_tokens": item.n_tokens, "text": doc.text,
-            "metadata": json.dumps(doc.metadata, ensure_ascii=False, default=str),
+            "metadata": metadata_json(doc.metadata),
             "vector": to_blob(item.vector), "indexed_at": _now(),
         })
         doc_id = int(table.last_rowid)
@@ -336,6 +337,15 @@ class Store:
                 "AND (size IS NOT ? OR mtime IS NOT ?)",
                 [(size, mtime, key, size, mtime) for key, size, mtime in stamps])
             return max(cur.rowcount, 0)
+
+    def update_title_metadata(self, rows: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+        """Replace the title and metadata of documents ``(id, title, metadata)`` whose text is
+        unchanged, in its own transaction. Keyword search sees the new title at once (the FTS5
+        trigger); no FAISS file holds either, so the generation stays."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE documents SET title = ?, metadata = ? WHERE id = ?",
+                [(title, metadata_json(metadata), int(doc_id)) for doc_id, title, metadata in rows])
 
     def delete(self, doc_ids: Sequence[int]) -> list[int]:
         """Delete documents and their chunks; returns the removed chunk ids."""
@@ -371,6 +381,12 @@ class Store:
         rows = self._in_batches("SELECT key, id, content_hash FROM documents WHERE key IN ({ids})",
                                 list(keys))
         return {k: (i, h) for k, i, h in rows}
+
+    def title_metadata(self, ids: Sequence[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+        """``id → (title, metadata)`` of the given documents."""
+        rows = self._in_batches("SELECT id, title, metadata FROM documents WHERE id IN ({ids})",
+                                [int(i) for i in ids])
+        return {i: (title, json.loads(metadata)) for i, title, metadata in rows}
 
     def paths_under(self, folder: str) -> dict[str, int]:
         """``path → id`` of file documents stored under ``folder`` (an absolute path)."""
@@ -485,6 +501,11 @@ class Store:
         """Give the pages freed by deletes back to the file system (writer only)."""
         self.db.execute("VACUUM")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """Metadata as stored: JSON, with values JSON lacks (dates, ...) as their text."""
+    return json.dumps(metadata, ensure_ascii=False, default=str)
 
 
 def _create(path: Path) -> None:

@@ -172,3 +172,26 @@ def test_a_touched_file_is_found_by_its_new_time_without_a_rewrite(config, corpu
         # Nothing a FAISS file holds changed: same generation, same files, nothing rewritten.
         assert ix.store.generation == generation
         assert sorted(p.name for p in ix.folder.glob("*.faiss")) == faiss
+
+
+def test_a_record_readded_with_new_metadata_or_title_is_updated_without_embedding(config):
+    text = "Minutes of the meeting about the new library opening hours."
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records([{"id": "n1", "text": text, "metadata": {"author": "ann", "year": 2020},
+                         "title": "Draft"}])
+        generation = ix.store.generation
+        report = ix.add_records([{"id": "n1", "text": text, "title": "Opening hours",
+                                  "metadata": {"author": "bob", "year": 2021}}])
+        assert (report.added, report.updated, report.unchanged, report.tokens) == (0, 1, 0, 0)
+        assert report.embedded == 0
+        assert ix.store.generation == generation         # no vector changed: no FAISS rewrite
+        [hit] = ix.search("library hours", filters={"where": ["author=bob"]})
+        assert (hit.key, hit.title, hit.metadata) == ("n1", "Opening hours",
+                                                      {"author": "bob", "year": 2021})
+        assert ix.search("library hours", filters={"where": ["author=ann"]}) == []
+        assert [h.key for h in ix.search("opening", mode="keyword")] == ["n1"]
+        assert ix.search("draft", mode="keyword") == []   # the title's keywords moved too
+        # The same metadata again, keys in another order, is no change.
+        again = ix.add_records([{"id": "n1", "text": text, "title": "Opening hours",
+                                 "metadata": {"year": 2021, "author": "bob"}}])
+        assert (again.updated, again.unchanged) == (0, 1)
