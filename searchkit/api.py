@@ -191,7 +191,7 @@ class SearchIndex:
             before = self.store.generation
             self._prepare_write()
             report = self._indexer().add_paths(paths, self.chunking, show_progress)
-            if self.store.generation != before:
+            if self.store.generation != before or not self.vectors.files_current():
                 self._finish_write()
         report.seconds = time.perf_counter() - start
         return report
@@ -211,7 +211,7 @@ class SearchIndex:
             before = self.store.generation
             self._prepare_write()
             report = self._indexer().add_documents(docs, self.chunking, show_progress)
-            if self.store.generation != before:
+            if self.store.generation != before or not self.vectors.files_current():
                 self._finish_write()
         report.seconds = time.perf_counter() - start
         return report
@@ -287,8 +287,9 @@ class SearchIndex:
         self.vectors.load_all()
 
     def _finish_write(self) -> None:
-        # Only after a write that committed something: a run with nothing new leaves the
-        # generation, and so the FAISS files, as they were (no rewrite of a large index).
+        # Only after a write that committed something, or when the files on disk lag (a
+        # writer killed before its save): a run with nothing new over a tidy folder leaves the
+        # FAISS files as they were (no rewrite of a large index).
         self.vectors.finish_write()
 
     def _indexer(self) -> Indexer:

@@ -167,6 +167,14 @@ class VectorCaches:
             path.unlink(missing_ok=True)
         self._last_save = time.monotonic()
 
+    def files_current(self) -> bool:
+        """Whether the folder holds exactly this generation's FAISS files and nothing left over
+        from an interrupted writer (older generations, temporary files)."""
+        generation = self.store.generation
+        wanted = {self.file(table, generation).name for table in TABLES}
+        present = {p.name for p in self.folder.glob("*.faiss")}
+        return present == wanted and not any(self.folder.glob("*.faiss.*.tmp"))
+
     def checkpoint(self) -> None:
         """During a long write, save the FAISS caches every ``ingest.checkpoint_seconds``, so
         readers and a restarted run catch up from a recent file instead of rebuilding."""

@@ -312,3 +312,21 @@ def test_faiss_files_are_as_readable_as_the_database(built):
     db_mode = (folder / DB_NAME).stat().st_mode & 0o777
     for path in folder.glob("*.faiss"):
         assert path.stat().st_mode & 0o777 == db_mode, path.name
+
+
+def test_rerun_with_nothing_new_tidies_after_a_killed_writer(built):
+    """A writer killed after its last commit but before its save leaves stale FAISS files and a
+    temporary file; the next run has nothing to embed but must still leave the folder tidy."""
+    folder = Path(built.index)
+    with SearchIndex.open(config=built) as ix:
+        generation = ix.store.generation
+    for path in folder.glob("*.faiss"):   # as if saved one generation ago
+        path.rename(path.with_name(path.name.replace(f".g{generation}.", f".g{generation - 1}.")))
+    (folder / f"chunks.g{generation}.faiss.dead.tmp").write_bytes(b"partial")
+    with SearchIndex.open(config=built) as ix:
+        report = ix.add_records(records(12))
+        assert report.unchanged == 12 and report.embedded == 0
+        current = ix.store.generation
+        assert ix.vectors.files_current()
+    assert faiss_files(folder) == [f"chunks.g{current}.faiss", f"documents.g{current}.faiss"]
+    assert not list(folder.glob("*.tmp"))
