@@ -34,10 +34,10 @@ from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStor
                      InputError, ModelMismatchError)
 from .filters import Filters, as_filters
 from .indexing import Indexer, IngestReport
-from .locking import LOCK_NAME, WriteLock
+from .locking import WriteLock
 from .querying import FUSIONS, MODES, QUERY_CACHE, Query, QueryVectors, Searcher
 from .records import Hit
-from .store import DB_NAME, Store
+from .store import DB_NAME, Store, creatable
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
@@ -103,7 +103,7 @@ class SearchIndex:
         config = config or load_config()
         folder = Path(folder if folder is not None else config.index)
         try:
-            if create and not (folder / DB_NAME).exists() and _creatable(folder):
+            if create and not (folder / DB_NAME).exists() and creatable(folder):
                 # Two processes creating one index must not both run the migrations.
                 folder.mkdir(parents=True, exist_ok=True)
                 with WriteLock(folder, CREATE_WAIT if wait is None else wait):
@@ -186,15 +186,7 @@ class SearchIndex:
         """
         if not paths:
             raise InputError("no path given to index")
-        start = time.perf_counter()
-        with WriteLock(self.folder, self.wait):
-            before = self.store.generation
-            self._prepare_write()
-            report = self._indexer().add_paths(paths, self.chunking, show_progress)
-            if self.store.generation != before or not self.vectors.files_current():
-                self._finish_write()
-        report.seconds = time.perf_counter() - start
-        return report
+        return self._add(lambda indexer: indexer.add_paths(paths, self.chunking, show_progress))
 
     @_guard_db
     def add_records(self, records: Iterable[Any], show_progress: bool = False) -> IngestReport:
@@ -206,15 +198,7 @@ class SearchIndex:
         re-embedded); different text replaces it.
         """
         docs = [_record(r) for r in records]
-        start = time.perf_counter()
-        with WriteLock(self.folder, self.wait):
-            before = self.store.generation
-            self._prepare_write()
-            report = self._indexer().add_documents(docs, self.chunking, show_progress)
-            if self.store.generation != before or not self.vectors.files_current():
-                self._finish_write()
-        report.seconds = time.perf_counter() - start
-        return report
+        return self._add(lambda indexer: indexer.add_documents(docs, self.chunking, show_progress))
 
     @_guard_db
     def remove(self, keys: Iterable[str]) -> int:
@@ -228,7 +212,7 @@ class SearchIndex:
         with WriteLock(self.folder, self.wait):
             removed = self._indexer().remove(keys)
             if removed:
-                self._finish_write()
+                self.vectors.finish_write()
         return removed
 
     @_guard_db
@@ -286,11 +270,19 @@ class SearchIndex:
                                 ann_type=self.config.ann.type)
         self.vectors.load_all()
 
-    def _finish_write(self) -> None:
-        # Only after a write that committed something, or when the files on disk lag (a
-        # writer killed before its save): a run with nothing new over a tidy folder leaves the
-        # FAISS files as they were (no rewrite of a large index).
-        self.vectors.finish_write()
+    def _add(self, run: Callable[[Indexer], IngestReport]) -> IngestReport:
+        """One adding write under the lock: prepare it, ``run`` it, save the FAISS files."""
+        start = time.perf_counter()
+        with WriteLock(self.folder, self.wait):
+            before = self.store.generation
+            self._prepare_write()
+            report = run(self._indexer())
+            # Save only after a commit, or when the files on disk lag (a writer killed before
+            # its save): a run with nothing new over a tidy folder rewrites no large FAISS file.
+            if self.store.generation != before or not self.vectors.files_current():
+                self.vectors.finish_write()
+        report.seconds = time.perf_counter() - start
+        return report
 
     def _indexer(self) -> Indexer:
         # One per write, not kept: it reaches back here for the model (loaded only if something
@@ -406,14 +398,6 @@ class SearchIndex:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
-
-
-def _creatable(folder: Path) -> bool:
-    """Whether ``folder`` is missing or empty, so a new index may be created in it."""
-    if not folder.exists():
-        return True
-    return folder.is_dir() and not any(
-        p for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_NAME)
 
 
 def _folder_files(folder: Path) -> dict[str, int]:

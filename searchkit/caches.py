@@ -25,6 +25,8 @@ from .store import Store
 log = logging.getLogger("searchkit")
 
 TABLES = ("documents", "chunks")
+# Temporary files of a FAISS save (VectorIndex.save) that a killed writer left behind.
+LEFTOVER_GLOB = "*.faiss.*.tmp"
 
 
 class VectorCaches:
@@ -163,7 +165,7 @@ class VectorCaches:
         for path in self.folder.glob("*.g*.faiss"):
             if not path.name.endswith(f".g{generation}.faiss"):
                 path.unlink(missing_ok=True)
-        for path in self.folder.glob("*.faiss.*.tmp"):  # left by a writer killed mid-save
+        for path in self.folder.glob(LEFTOVER_GLOB):  # left by a writer killed mid-save
             path.unlink(missing_ok=True)
         self._last_save = time.monotonic()
 
@@ -173,7 +175,7 @@ class VectorCaches:
         generation = self.store.generation
         wanted = {self.file(table, generation).name for table in TABLES}
         present = {p.name for p in self.folder.glob("*.faiss")}
-        return present == wanted and not any(self.folder.glob("*.faiss.*.tmp"))
+        return present == wanted and not any(self.folder.glob(LEFTOVER_GLOB))
 
     def checkpoint(self) -> None:
         """During a long write, save the FAISS caches every ``ingest.checkpoint_seconds``, so

@@ -132,6 +132,7 @@ POSITIVE = {
     "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
 }
+NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
 
 
@@ -241,9 +242,7 @@ def _validate(key: str, value: Any, source: str) -> None:
         raise ConfigError(f"{key} ({source}): must be greater than 0, got {value!r}")
     if key in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{key} ({source}): must be between 0 and 1, got {value!r}")
-    if key == "ingest.checkpoint_seconds" and value < 0:
-        raise ConfigError(f"{key} ({source}): must be 0 or more, got {value!r}")
-    if key == "model.window_overlap" and value < 0:
+    if key in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{key} ({source}): must be 0 or more, got {value!r}")
 
 
@@ -317,12 +316,17 @@ def load_config(path: str | os.PathLike | None = None,
     given += [(key, value, "flag", True) for key, value in (overrides or {}).items() if value is not None]
 
     for key, raw, where, text in given:
-        if key not in keys:
-            raise ConfigError(f"unknown setting {key!r} ({where}); known settings are listed in config.yaml")
-        value = _coerce(key, keys[key], raw, where, text=text)
-        _validate(key, value, where)
-        merged[key] = value
+        merged[key] = _setting(keys, key, raw, where, text)
     return _build(Config, merged)
+
+
+def _setting(keys: Mapping[str, Any], key: str, raw: Any, where: str, text: bool = False) -> Any:
+    """One setting's value, typed and validated, or ConfigError naming the key and ``where``."""
+    if key not in keys:
+        raise ConfigError(f"unknown setting {key!r} ({where}); known settings are listed in config.yaml")
+    value = _coerce(key, keys[key], raw, where, text=text)
+    _validate(key, value, where)
+    return value
 
 
 def _read_yaml(file: Path) -> Any:
@@ -364,11 +368,7 @@ def with_settings(config: Config, settings: Mapping[str, Any], source: str = "ov
     keys = all_keys()
     flat = _flatten(as_dict(config))
     for key, value in settings.items():
-        if key not in keys:
-            raise ConfigError(f"unknown setting {key!r} ({source})")
-        value = _coerce(key, keys[key], value, source)  # typed values: no string parsing
-        _validate(key, value, source)
-        flat[key] = value
+        flat[key] = _setting(keys, key, value, source)  # typed values: no string parsing
     return _build(Config, flat)
 
 

@@ -188,8 +188,9 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
         if not S_ISREG(stat.st_mode):
             return _unusable(shown, "not a regular file")
         too_big = max_bytes is not None and stat.st_size > max_bytes
+        over_cap = f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)"
         if too_big and known_hash is None:
-            return _unusable(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
+            return _unusable(shown, over_cap)
         with path.open("rb") as fh:
             # Read at most one byte past the cap: a file may grow between stat and read.
             data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
@@ -210,7 +211,7 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     if known_hash is not None and digest == known_hash:
         return Unchanged(shown, stat.st_size, stat.st_mtime)
     if too_big:
-        return _unusable(shown, f"larger than ingest.max_file_mb ({stat.st_size / 1e6:.1f} MB)")
+        return _unusable(shown, over_cap)
     if not whole:
         return _unusable(shown, "larger than ingest.max_file_mb (it grew while being read)")
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:

@@ -115,7 +115,7 @@ class Indexer:
         gone = [doc_id for root in roots if root.is_dir()
                 for path, doc_id in self.store.paths_under(str(root)).items()
                 if _gone(path, seen)]
-        if not todo and not seen and not gone:
+        if not seen and not gone:
             exts = ", ".join(self.settings.extensions)
             raise InputError(f"no files to index under {', '.join(map(str, paths))} "
                              f"(supported: {exts})")

@@ -205,8 +205,7 @@ class Store:
             if not create:
                 raise NotAnIndexError(f"{folder} is not a searchkit index (no {DB_NAME}); "
                                       "create one with `searchkit index PATH --index FOLDER`")
-            if folder.exists() and any(p for p in folder.iterdir()
-                                       if not p.name.startswith(".") and p.name != LOCK_NAME):
+            if not creatable(folder):
                 raise NotAnIndexError(f"{folder} is a non-empty folder that is not a searchkit index; "
                                       "choose an empty or new folder for --index")
             folder.mkdir(parents=True, exist_ok=True)
@@ -501,6 +500,15 @@ class Store:
         """Give the pages freed by deletes back to the file system (writer only)."""
         self.db.execute("VACUUM")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def creatable(folder: Path) -> bool:
+    """Whether ``folder`` is missing or holds nothing but hidden files and the writer lock, so a
+    new index may be created in it."""
+    if not folder.exists():
+        return True
+    return folder.is_dir() and not any(
+        p for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_NAME)
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:

@@ -62,3 +62,19 @@ def corpus(tmp_path: Path) -> Path:
 def embedder(minilm_config: Config):
     from searchkit.embedding.embedder import Embedder
     return Embedder.load(minilm_config.model)
+
+
+@pytest.fixture
+def deny_read(monkeypatch):
+    """``deny_read("a.txt", ...)``: opening files of those names fails with PermissionError from
+    then on (chmod 000 does not stop root, and CI runs as root); ``monkeypatch.undo()`` ends it."""
+    def deny(*names: str) -> None:
+        real_open = Path.open
+
+        def refuse(self, *args, **kwargs):
+            if self.name in names:
+                raise PermissionError(13, "Permission denied")
+            return real_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refuse)
+    return deny

@@ -190,19 +190,11 @@ def test_bad_files_are_skipped_and_nothing_indexed_is_lost(config, corpus):
         assert report.unchanged == 4 and ix.stats()["documents"] == 4
 
 
-def test_unreadable_file_keeps_its_old_entry(config, corpus, monkeypatch):
+def test_unreadable_file_keeps_its_old_entry(config, corpus, deny_read):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_paths([corpus])
         (corpus / "bread.md").write_text("changed, but now unreadable")
-        real = Path.open
-
-        def deny(self, *args, **kwargs):
-            # chmod 000 does not stop root (and CI runs as root), so refuse the read here.
-            if self.name == "bread.md":
-                raise PermissionError(13, "Permission denied")
-            return real(self, *args, **kwargs)
-
-        monkeypatch.setattr(Path, "open", deny)
+        deny_read("bread.md")
         report = ix.add_paths([corpus])
         assert any("permission" in s.reason for s in report.skipped)
         assert ix.stats()["documents"] == 4

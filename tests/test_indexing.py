@@ -122,7 +122,7 @@ def test_an_entry_stored_under_a_dot_dot_path_goes_at_the_next_run(config, corpu
         assert alias not in stored_paths(ix) and ix.stats()["documents"] == 4
 
 
-def test_a_file_whose_content_became_unusable_loses_its_entry(config, corpus, monkeypatch):
+def test_a_file_whose_content_became_unusable_loses_its_entry(config, corpus, monkeypatch, deny_read):
     (corpus / "tides.txt").write_text("The Moon's gravity raises the tides twice a day.")
     (corpus / "rain.txt").write_text("Rain falls when droplets in a cloud grow too heavy to float.")
     config = dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, max_file_mb=0.01))
@@ -134,15 +134,7 @@ def test_a_file_whose_content_became_unusable_loses_its_entry(config, corpus, mo
         (corpus / "orbit.rst").write_text("orbit " * 3000)            # past ingest.max_file_mb
         (corpus / "rain.txt").write_text("\u200b\u200b")              # text without a token
         (corpus / "tides.txt").write_text("Changed, but it cannot be read now.")
-        real_open = Path.open
-
-        def deny(self, *args, **kwargs):
-            # chmod 000 does not stop root (and CI runs as root), so refuse the read here.
-            if self.name == "tides.txt":
-                raise PermissionError(13, "Permission denied")
-            return real_open(self, *args, **kwargs)
-
-        monkeypatch.setattr(Path, "open", deny)
+        deny_read("tides.txt")
         report = ix.add_paths([corpus])
         monkeypatch.undo()
         reasons = {os.path.basename(s.path): s.reason for s in report.skipped}
