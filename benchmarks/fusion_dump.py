@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from searchkit import SearchIndex
-from searchkit.datasets import load_beir
-from searchkit.search import fts_query
+from searchkit.evaluation.datasets import load_beir
+from searchkit.retrieval.ranking import fts_query
 
 CHUNK_TOP = 1000
 

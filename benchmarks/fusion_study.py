@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from searchkit import fusion  # noqa: E402
+from searchkit.retrieval import fusion  # noqa: E402
 
 SETS = ("git_whatis", "man_whatis", "pg_refpurpose", "passkey_sotu_512w", "passkey_sotu_2048w",
         "passkey_sotu_8192w", "passkey_sotu_32768w")
