@@ -159,8 +159,56 @@ def rule_rrf(names: tuple[str, ...], k: int = 60, weights: tuple[float, ...] | N
 
 # -- learned rules --------------------------------------------------------------------------
 
+# Feature sets tried by the study; "full" is the shipped one.
+SPECS = ("fixed", "own", "full", "rank", "rankfull")
+
+
+def features(scores: np.ndarray, present: np.ndarray, tops: np.ndarray, sizes: np.ndarray,
+             spec: str = "full", names: tuple[str, ...] = fusion.LISTS) -> np.ndarray:
+    """Per-candidate features ``(..., n, F)`` of the linear fusion model.
+
+    Leading dimensions are batch dimensions (the study scores many queries at once; a search
+    passes one). The base features are each list's score on a common footing: cosines as they
+    are, BM25 divided by the list's best. ``fixed`` stops there (a fixed linear mix);
+    ``own`` multiplies each base feature by its own list's confidence (the gap between its
+    first and second and its first and last score); ``full`` by every list's confidence and
+    by whether the lists agree on their first candidate. ``rank`` adds each candidate's
+    reciprocal rank in each list (0 when missing), and ``rankfull`` does both.
+    """
+    width = scores.shape[-1]
+    kw = [j for j, name in enumerate(names) if name.endswith("keyword")]
+    top1 = tops[..., 0]
+    base = scores.copy()
+    norm = tops.copy()
+    for j in kw:
+        best = top1[..., j]
+        safe = np.where(best > 0, best, 1.0)
+        base[..., j] = np.where(best[..., None] > 0, scores[..., j] / safe[..., None], 0.0)
+        norm[..., j, :] = np.where(best[..., None] > 0, tops[..., j, :] / safe[..., None], 0.0)
+    parts = [base]
+    if spec in ("rank", "rankfull"):
+        masked = np.where(present, scores, -np.inf)
+        ranks = np.argsort(np.argsort(-masked, axis=-2, kind="stable"), axis=-2, kind="stable")
+        parts.append(np.where(present, 1.0 / (ranks + 1.0), 0.0))
+    grid = np.concatenate(parts, -1)
+    if spec in ("fixed", "rank"):
+        return grid
+    gap1 = norm[..., 0] - norm[..., 1]                       # (..., L)
+    gap_last = norm[..., 0] - norm[..., -1]                  # (..., L)
+    if spec == "own":
+        return np.concatenate([grid, base * gap1[..., None, :], base * gap_last[..., None, :]], -1)
+    first = np.argmax(np.where(present, scores, -np.inf), axis=-2)  # (..., L) row of each list's top
+    has = sizes > 0
+    agree = [((first[..., a] == first[..., b]) & has[..., a] & has[..., b]).astype(float)
+             for a in range(width) for b in range(a + 1, width)]
+    conf = np.concatenate([gap1, gap_last, np.stack(agree, -1)], -1)   # (..., K)
+    inter = grid[..., :, None] * conf[..., None, None, :]                 # (..., n, G, K)
+    return np.concatenate([grid, inter.reshape(*inter.shape[:-2], -1)], -1)
+
+
+
 def design(batch: Batch, spec: str) -> np.ndarray:
-    return fusion.features(batch.scores, batch.present, batch.tops, batch.sizes, spec)
+    return features(batch.scores, batch.present, batch.tops, batch.sizes, spec)
 
 
 def fit(batches: list[Batch], spec: str, l2: float) -> np.ndarray:
@@ -223,20 +271,61 @@ def grid_search(batches: list[Batch]) -> tuple[dict[str, float], float]:
     return best, best_value
 
 
-def gated_rows(batches: dict[str, Batch]) -> dict[str, dict[str, dict[str, float]]]:
-    loso = {}
+HEAD_GRID = {"low": (0.0, 0.1, 0.2, 0.4), "high": (0.0, 0.2, 0.4, 0.8, 1.6),
+             "centre": (0.05, 0.1, 0.2, 0.3)}
+
+
+def head_mask(first: np.ndarray, mask: np.ndarray, head: int) -> np.ndarray:
+    """The top ``head`` candidates of each query by the first-stage score."""
+    order = np.argsort(-np.where(mask, first, -np.inf), axis=1, kind="stable")[:, :head]
+    out = np.zeros(mask.shape, dtype=bool)
+    np.put_along_axis(out, order, True, 1)
+    return out & mask
+
+
+def two_stage(b: Batch, params: dict, second: dict, head: int) -> np.ndarray:
+    first = fusion.gated(b.scores, b.tops, **params)
+    return fusion.head_boost(first, b.exact[:, :, 3], head_mask(first, b.mask, head), **second)
+
+
+def head_search(batches: list[Batch], params: dict, head: int) -> dict[str, float]:
+    import itertools
+    best, best_value = {}, -1.0
+    firsts = [(b, fusion.gated(b.scores, b.tops, **params)) for b in batches]
+    heads = [head_mask(f, b.mask, head) for b, f in firsts]
+    for values in itertools.product(*HEAD_GRID.values()):
+        second = dict(zip(HEAD_GRID, values))
+        if second["high"] < second["low"]:
+            continue
+        value = np.mean([measure(b, fusion.head_boost(f, b.exact[:, :, 3], h, **second))["ndcg10"]
+                         for (b, f), h in zip(firsts, heads)])
+        if value > best_value:
+            best, best_value = second, value
+    return best
+
+
+def gated_rows(batches: dict[str, Batch], head: int) -> dict[str, dict[str, dict[str, float]]]:
+    loso, loso2 = {}, {}
     for name, held in batches.items():
         if len(batches) < 2:
             break
-        params, _ = grid_search([b for n, b in batches.items() if n != name])
+        train = [b for n, b in batches.items() if n != name]
+        params, _ = grid_search(train)
+        second = head_search(train, params, head)
         loso[name] = {**measure(held, fusion.gated(held.scores, held.tops, **params)),
                       "params": params}
+        loso2[name] = {**measure(held, two_stage(held, params, second, head)),
+                       "params": {**params, **second}}
     params, _ = grid_search(list(batches.values()))
-    print(f"gated: parameters fitted on all sets {params}", file=sys.stderr)
+    second = head_search(list(batches.values()), params, head)
+    print(f"gated: parameters fitted on all sets {params} {second}", file=sys.stderr)
     rows = {"gated, all sets": {n: measure(b, fusion.gated(b.scores, b.tops, **params))
-                                for n, b in batches.items()}}
+                                for n, b in batches.items()},
+            "gated + chunk BM25 head, all sets": {n: measure(b, two_stage(b, params, second, head))
+                                                  for n, b in batches.items()}}
     if loso:
         rows["gated LOSO"] = loso
+        rows["gated + chunk BM25 head LOSO"] = loso2
     return rows
 
 
@@ -247,8 +336,10 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=50, help="candidates per list (search.rerank_depth)")
     parser.add_argument("--chunk-depth", type=int, default=200,
                         help="chunks fetched by vector for the late list")
+    parser.add_argument("--head", type=int, default=20,
+                        help="first-stage candidates whose chunks get BM25 scores")
     parser.add_argument("--l2", type=float, default=1e-3)
-    parser.add_argument("--specs", default=",".join(fusion.SPECS))
+    parser.add_argument("--specs", default="")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     lists = fusion.LISTS
@@ -269,7 +360,7 @@ def main() -> None:
     table: dict[str, dict[str, dict[str, float]]] = {}
     for label, rule in rules.items():
         table[label] = {n: measure(b, rule(b, lists)) for n, b in batches.items()}
-    table.update(gated_rows(batches))
+    table.update(gated_rows(batches, args.head))
     for spec in [s for s in args.specs.split(",") if s]:
         if len(batches) > 1:
             table[f"adaptive[{spec}] LOSO"] = leave_one_out(batches, spec, args.l2)
@@ -278,10 +369,10 @@ def main() -> None:
                                                for n, b in batches.items()}
         print(f"{spec}: weights fitted on all sets {np.round(theta, 4).tolist()}", file=sys.stderr)
     head = "| rule | " + " | ".join(names) + " |"
-    print(head + "\n|---|" + "---:|" * len(names))
+    print(head + " mean |\n|---|" + "---:|" * (len(names) + 1))
     for label, row in table.items():
         print(f"| {label} | " + " | ".join(f"{row[n]['ndcg10']:.3f} / {row[n]['recall1']:.2f}"
-                                         for n in names) + " |")
+                                         for n in names) + f" | {np.mean([row[n]['ndcg10'] for n in names]):.3f} |")
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
 

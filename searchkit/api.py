@@ -313,7 +313,8 @@ class SearchIndex:
                 not loaded) or ``"hybrid"`` (both, fused); default ``search.mode``.
             filters: a :class:`searchkit.Filters`, or a mapping of its ``build`` arguments
                 (``path``, ``type``, ``since``, ``until``, ``where``), applied before ranking.
-            fusion: hybrid fusion, ``"rrf"`` or ``"weighted"`` (default ``search.fusion``).
+            fusion: hybrid fusion, ``"adaptive"``, ``"weighted"`` or ``"rrf"`` (default
+                ``search.fusion``).
 
         Every mode returns one hit per document (unless ``chunks``), with its best passage:
         highest chunk cosine (dense), highest chunk BM25 (keyword), or both fused by rank

@@ -137,7 +137,7 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.option("--mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None,
               help="dense: vectors; keyword: BM25 over SQLite FTS5; hybrid: both, fused "
                    "(setting search.mode).")
-@click.option("--fusion", type=click.Choice(["rrf", "weighted"]), default=None,
+@click.option("--fusion", type=click.Choice(["adaptive", "weighted", "rrf"]), default=None,
               help="How hybrid fuses the two lists (setting search.fusion).")
 @click.option("--rerank", type=click.Choice(["none", "late"]), default=None,
               help="late: rescore the top documents with their best late chunk (setting search.rerank).")

@@ -97,7 +97,7 @@ class SearchConfig:
     rerank: str = "none"
     rerank_depth: int = 50
     chunk_weight: float = 0.5
-    fusion: str = "weighted"
+    fusion: str = "adaptive"
     keyword_weight: float = 0.2
     rrf_k: int = 60
     snippet_words: int = 40
@@ -123,7 +123,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "ann.type": ("auto", "flat", "ivf", "hnsw"),
     "search.mode": ("dense", "keyword", "hybrid"),
     "search.rerank": ("none", "late"),
-    "search.fusion": ("rrf", "weighted"),
+    "search.fusion": ("adaptive", "weighted", "rrf"),
 }
 
 POSITIVE = {

@@ -53,7 +53,7 @@ def gather(lists: Mapping[str, Mapping[int, float]], depth: int,
     n = len(order)
     scores = np.zeros((n, len(names)))
     present = np.zeros((n, len(names)), dtype=bool)
-    tops = np.zeros((len(names), depth))
+    tops = np.zeros((len(names), max(depth, 2)))   # gaps read the first two
     sizes = np.zeros(len(names), dtype=np.int64)
     if n == 0:
         return Evidence(ids, scores, present, tops, sizes)
@@ -69,58 +69,57 @@ def gather(lists: Mapping[str, Mapping[int, float]], depth: int,
         scores[:, col] = floor
         scores[rows, col] = values
         present[rows, col] = True
-        best = np.sort(values)[::-1][:depth]
+        best = np.sort(values)[::-1][:tops.shape[1]]
         tops[col, :] = floor
         tops[col, :len(best)] = best
         sizes[col] = len(found)
     return Evidence(ids, scores, present, tops, sizes)
 
 
-# Feature sets tried by the study; "full" is the shipped one.
-SPECS = ("fixed", "own", "full", "rank", "rankfull")
+@dataclass(frozen=True)
+class Weights:
+    """The numbers of the adaptive fusion (fitted by ``benchmarks/fusion_study.py``).
 
-
-def features(scores: np.ndarray, present: np.ndarray, tops: np.ndarray, sizes: np.ndarray,
-             spec: str = "full", names: Sequence[str] = LISTS) -> np.ndarray:
-    """Per-candidate features ``(..., n, F)`` of the linear fusion model.
-
-    Leading dimensions are batch dimensions (the study scores many queries at once; a search
-    passes one). The base features are each list's score on a common footing: cosines as they
-    are, BM25 divided by the list's best. ``fixed`` stops there (a fixed linear mix);
-    ``own`` multiplies each base feature by its own list's confidence (the gap between its
-    first and second and its first and last score); ``full`` by every list's confidence and
-    by whether the lists agree on their first candidate. ``rank`` adds each candidate's
-    reciprocal rank in each list (0 when missing), and ``rankfull`` does both.
+    First stage, over every candidate: ``(1 − w)·vector + w·BM25 / best BM25`` with
+    ``vector = (1 − late_share)·document cosine + late_share·best late-chunk cosine`` and the
+    keyword weight ``w`` rising from ``keyword_low`` to ``keyword_high`` as BM25's first
+    document pulls ahead of its second (relative gap around ``keyword_gap``). Second stage,
+    over the first stage's top ``head``: plus ``β·best passage BM25 / best passage BM25 of
+    the head``, ``β`` rising from ``passage_low`` to ``passage_high`` around a relative gap
+    of ``passage_gap`` between the best two documents' passages.
     """
-    width = scores.shape[-1]
-    kw = [j for j, name in enumerate(names) if name.endswith("keyword")]
-    top1 = tops[..., 0]
-    base = scores.copy()
-    norm = tops.copy()
-    for j in kw:
-        best = top1[..., j]
-        safe = np.where(best > 0, best, 1.0)
-        base[..., j] = np.where(best[..., None] > 0, scores[..., j] / safe[..., None], 0.0)
-        norm[..., j, :] = np.where(best[..., None] > 0, tops[..., j, :] / safe[..., None], 0.0)
-    parts = [base]
-    if spec in ("rank", "rankfull"):
-        masked = np.where(present, scores, -np.inf)
-        ranks = np.argsort(np.argsort(-masked, axis=-2, kind="stable"), axis=-2, kind="stable")
-        parts.append(np.where(present, 1.0 / (ranks + 1.0), 0.0))
-    grid = np.concatenate(parts, -1)
-    if spec in ("fixed", "rank"):
-        return grid
-    gap1 = norm[..., 0] - norm[..., 1]                       # (..., L)
-    gap_last = norm[..., 0] - norm[..., -1]                  # (..., L)
-    if spec == "own":
-        return np.concatenate([grid, base * gap1[..., None, :], base * gap_last[..., None, :]], -1)
-    first = np.argmax(np.where(present, scores, -np.inf), axis=-2)  # (..., L) row of each list's top
-    has = sizes > 0
-    agree = [((first[..., a] == first[..., b]) & has[..., a] & has[..., b]).astype(float)
-             for a in range(width) for b in range(a + 1, width)]
-    conf = np.concatenate([gap1, gap_last, np.stack(agree, -1)], -1)   # (..., K)
-    inter = grid[..., :, None] * conf[..., None, None, :]                 # (..., n, G, K)
-    return np.concatenate([grid, inter.reshape(*inter.shape[:-2], -1)], -1)
+
+    late_share: float
+    keyword_low: float
+    keyword_high: float
+    keyword_gap: float
+    head: int
+    passage_low: float
+    passage_high: float
+    passage_gap: float
+    softness: float = 0.03   # width of each gate's rise, in relative-gap units
+
+
+SHIPPED = Weights(late_share=0.5, keyword_low=0.15, keyword_high=0.5, keyword_gap=0.2,
+                  head=20, passage_low=0.0, passage_high=0.8, passage_gap=0.3)
+
+
+def first_stage(ev: Evidence, w: Weights = SHIPPED) -> np.ndarray:
+    """First-stage score of each candidate of :func:`gather` (columns in :data:`LISTS` order)."""
+    return gated(ev.scores, ev.tops, w.late_share, w.keyword_low, w.keyword_high, w.keyword_gap,
+                 w.softness)
+
+
+def second_stage(first: np.ndarray, passage_bm25: np.ndarray, w: Weights = SHIPPED) -> np.ndarray:
+    """Final scores: the first stage plus the gated passage-BM25 term on its top ``w.head``.
+
+    ``passage_bm25``: each candidate's best chunk BM25, 0 where none matched (only the head's
+    are read).
+    """
+    head = np.zeros(first.shape, dtype=bool)
+    head[np.argsort(-first, kind="stable")[:w.head]] = True
+    return head_boost(first, passage_bm25, head, w.passage_low, w.passage_high, w.passage_gap,
+                      w.softness)
 
 
 def gated(scores: np.ndarray, tops: np.ndarray, late_share: float, kw_low: float,
@@ -131,7 +130,30 @@ def gated(scores: np.ndarray, tops: np.ndarray, late_share: float, kw_low: float
     top = tops[..., 2, :2]
     best = np.where(top[..., 0] > 0, top[..., 0], 1.0)
     gap = np.where(top[..., 0] > 0, 1.0 - top[..., 1] / best, 0.0)
-    w = kw_low + (kw_high - kw_low) / (1.0 + np.exp(-(gap - kw_gap) / softness))
+    w = gate(gap, kw_low, kw_high, kw_gap, softness)
     kwn = np.where(top[..., :1] > 0, scores[..., 2] / best[..., None], 0.0)
     dense = (1 - late_share) * scores[..., 0] + late_share * scores[..., 1]
     return (1 - w[..., None]) * dense + w[..., None] * kwn
+
+
+def gate(gap: np.ndarray, low: float, high: float, centre: float, softness: float = 0.03) -> np.ndarray:
+    """A weight from ``low`` to ``high`` as a list's relative gap passes ``centre``."""
+    return low + (high - low) / (1.0 + np.exp(-(gap - centre) / softness))
+
+
+def relative_gap(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``1 − second / first`` for BM25 scores (0 when nothing matched)."""
+    return np.where(first > 0, 1.0 - second / np.where(first > 0, first, 1.0), 0.0)
+
+
+def head_boost(first_stage: np.ndarray, chunk_kw: np.ndarray, head: np.ndarray,
+               low: float, high: float, centre: float, softness: float = 0.03) -> np.ndarray:
+    """Second stage: add ``β·chunk BM25 / best chunk BM25`` to the head's scores (``head``:
+    bool, the candidates whose chunks were scored), ``β`` gated by how far the best passage
+    pulls ahead of the second-best document's."""
+    masked = np.where(head, chunk_kw, 0.0)
+    ordered = -np.sort(-masked, axis=-1)
+    top1, top2 = ordered[..., 0], ordered[..., 1] if ordered.shape[-1] > 1 else np.zeros_like(ordered[..., 0])
+    beta = gate(relative_gap(top1, top2), low, high, centre, softness)
+    norm = masked / np.where(top1 > 0, top1, 1.0)[..., None]
+    return first_stage + beta[..., None] * norm

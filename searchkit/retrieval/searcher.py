@@ -9,11 +9,13 @@ The ranking arithmetic is in :mod:`searchkit.search`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from . import fusion as adaptive_fusion
 from . import ranking
 from ..backends.local.caches import VectorCaches
 from ..config import AnnConfig, SearchConfig
@@ -21,7 +23,10 @@ from ..records import Hit, Passage
 from ..backends.local.store import Store
 
 MODES = ("dense", "keyword", "hybrid")
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("adaptive", "weighted", "rrf")
+# The adaptive fusion reads each document's best late chunk among this many chunks per
+# candidate list entry (chunk-vector search, then the best chunk of each document).
+CHUNKS_PER_CANDIDATE = 4
 QUERY_CACHE = 32  # query embeddings kept per open index
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -107,13 +112,59 @@ class Searcher:
         if mode != "dense":
             lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
         vector = lists.get("late", lists.get("dense", {}))
-        if mode == "hybrid":
+        chunk_keyword = None
+        if mode == "hybrid" and query.fusion == "adaptive":
+            lists["best_chunk"] = self.best_chunk_per_document(
+                qvec, CHUNKS_PER_CANDIDATE * depth, where)
+            final, chunk_keyword = self._adaptive(lists, match, depth, k)
+        elif mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], query.fusion, settings.keyword_weight,
                                  settings.rrf_k, depth)
         else:
             final = vector if mode == "dense" else lists["keyword"]
         order = sorted(final, key=lambda i: -final[i])[:k]
-        return self._hits(order, final, qvec, match, lists)
+        return self._hits(order, final, qvec, match, lists, chunk_keyword)
+
+    def _adaptive(self, lists: Mapping[str, Mapping[int, float]], match: str | None, depth: int,
+                  k: int) -> tuple[dict[int, float], dict[int, float]]:
+        """Query-adaptive fusion (:mod:`searchkit.retrieval.fusion`): ``id → score`` and the
+        BM25 of the matching chunks of the first stage's head (``chunk id → score``), which
+        also pick the hits' passages."""
+        weights = dataclasses.replace(adaptive_fusion.SHIPPED,
+                                      head=max(k, adaptive_fusion.SHIPPED.head))
+        ev = adaptive_fusion.gather({"dense": lists["dense"], "late": lists["best_chunk"],
+                                     "keyword": lists["keyword"]}, depth)
+        if not len(ev.ids):
+            return {}, {}
+        first = adaptive_fusion.first_stage(ev, weights)
+        head = ev.ids[np.argsort(-first, kind="stable")[:weights.head]]
+        rows = self.store.keyword_chunks_of(match, head.tolist()) if match and lists["keyword"] else []
+        passage = np.zeros(len(ev.ids))
+        if rows:
+            chunks, docs, scores = (np.asarray(c) for c in zip(*rows))
+            # Rows come best first: a document's first row is its best passage.
+            docs, first_row = np.unique(docs, return_index=True)
+            sorter = np.argsort(ev.ids)
+            passage[sorter[np.searchsorted(ev.ids, docs, sorter=sorter)]] = scores[first_row]
+        final = adaptive_fusion.second_stage(first, passage, weights)
+        return (dict(zip(ev.ids.tolist(), final.tolist())),
+                {int(c): float(s) for c, _, s in rows})
+
+    def best_chunk_per_document(self, qvec: np.ndarray, n: int,
+                                where: tuple[str, list[Any]] | None) -> dict[int, float]:
+        """``doc id → cosine`` of each document's best chunk among the top ``n`` chunks."""
+        allowed = self.store.filtered_ids(where, "chunks") if where else None
+        top = self.ann_top("chunks", qvec, n, allowed)
+        if not top:
+            return {}
+        rows = self.store.chunks(list(top))
+        found = [c for c in top if c in rows]
+        docs = np.fromiter((rows[c].doc_id for c in found), dtype=np.int64, count=len(found))
+        scores = np.fromiter((top[c] for c in found), dtype=float, count=len(found))
+        # ``top`` is best first, so each document's first chunk is its best.
+        docs, first_row = np.unique(docs, return_index=True)
+        order = np.argsort(first_row, kind="stable")
+        return dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
 
     def ann_top(self, table: str, qvec: np.ndarray, n: int,
                 allowed: np.ndarray | None = None) -> dict[int, float]:
@@ -142,8 +193,10 @@ class Searcher:
         return dict(pairs[:n])
 
     def _hits(self, order: list[int], final: Mapping[int, float], qvec: np.ndarray | None,
-              match: str | None, lists: Mapping[str, Mapping[int, float]]) -> list[Hit]:
-        """Hits for ranked document ids, each with its best passage and per-list scores."""
+              match: str | None, lists: Mapping[str, Mapping[int, float]],
+              chunk_keyword: Mapping[int, float] | None = None) -> list[Hit]:
+        """Hits for ranked document ids, each with its best passage and per-list scores
+        (``chunk_keyword``: chunk BM25s already read for these documents, if any)."""
         rows = self.store.documents(order)
         order = [i for i in order if i in rows]   # defensive: rows come from the same snapshot
         if qvec is not None:
@@ -152,7 +205,8 @@ class Searcher:
         else:
             rows_c = self.store.chunk_rows(order)
             chunk_dense = {}
-        chunk_keyword = self.store.keyword_chunks(match, order) if lists.get("keyword") else {}
+        if chunk_keyword is None:
+            chunk_keyword = self.store.keyword_chunks(match, order) if lists.get("keyword") else {}
         best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.settings.rrf_k)
         hits = []
         for rank, doc_id in enumerate(order, 1):

@@ -478,11 +478,17 @@ class Store:
             sql, params = where or ("1", [])
             rows = self.db.execute(f"{select}({sql}){tail}", [match, *params, *after]).fetchall()
         else:
-            rows = self._in_batches(select + "c.doc_id IN ({ids})" + tail,
-                                    [int(i) for i in doc_ids], [match], after)
-            # Best first across batches (a stable sort keeps one batch's own order).
-            rows = sorted(rows, key=lambda r: -r[1])[:limit]
+            rows = [(i, s) for i, _, s in self.keyword_chunks_of(match, doc_ids)][:limit]
         return {int(i): float(s) for i, s in rows}
+
+    def keyword_chunks_of(self, match: str, doc_ids: Sequence[int]) -> list[tuple[int, int, float]]:
+        """``(chunk id, document id, BM25)`` of the matching chunks of ``doc_ids``, best first."""
+        rows = self._in_batches(
+            "SELECT chunks_fts.rowid, c.doc_id, -bm25(chunks_fts) FROM chunks_fts "
+            "JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ? AND "
+            "c.doc_id IN ({ids}) ORDER BY bm25(chunks_fts)", [int(i) for i in doc_ids], [match])
+        # Best first across batches (a stable sort keeps one batch's own order).
+        return [(int(i), int(d), float(s)) for i, d, s in sorted(rows, key=lambda r: -r[2])]
 
     def filtered_ids(self, where: tuple[str, list[Any]], table: str = "documents") -> np.ndarray:
         """Ids of the documents (or of their chunks) that pass an SQL condition on ``documents d``."""
