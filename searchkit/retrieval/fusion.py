@@ -152,8 +152,10 @@ def head_boost(first_stage: np.ndarray, chunk_kw: np.ndarray, head: np.ndarray,
     bool, the candidates whose chunks were scored), ``β`` gated by how far the best passage
     pulls ahead of the second-best document's."""
     masked = np.where(head, chunk_kw, 0.0)
-    ordered = -np.sort(-masked, axis=-1)
-    top1, top2 = ordered[..., 0], ordered[..., 1] if ordered.shape[-1] > 1 else np.zeros_like(ordered[..., 0])
+    # Two zeros appended: fewer than two scored passages leave a second best of 0.
+    padded = np.concatenate([masked, np.zeros(masked.shape[:-1] + (2,))], axis=-1)
+    ordered = -np.sort(-padded, axis=-1)
+    top1, top2 = ordered[..., 0], ordered[..., 1]
     beta = gate(relative_gap(top1, top2), low, high, centre, softness)
     norm = masked / np.where(top1 > 0, top1, 1.0)[..., None]
     return first_stage + beta[..., None] * norm
