@@ -100,11 +100,13 @@ class Searcher:
         settings = self.settings
         qvec, match, k, mode, where = query.vector, query.match, query.k, query.mode, query.where
         allowed = self.store.filtered_ids(where) if where else None
+        adaptive = mode == "hybrid" and query.fusion == "adaptive"
         depth = k if mode == "dense" and query.rerank != "late" else max(k, settings.rerank_depth)
         lists: dict[str, dict[int, float]] = {}   # "dense" cosines, "late", "keyword" BM25
         if qvec is not None:
             lists["dense"] = self.ann_top("documents", qvec, depth, allowed)
-            if query.rerank == "late":
+            # Adaptive fusion weighs the best late chunk as a list of its own.
+            if query.rerank == "late" and not adaptive:
                 rows_c, vecs_c = self.store.chunks_of(list(lists["dense"]), qvec.shape[0])
                 best = ranking.best_chunks(qvec, rows_c, vecs_c)
                 lists["late"] = ranking.late_rerank(
@@ -113,7 +115,7 @@ class Searcher:
             lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
         vector = lists.get("late", lists.get("dense", {}))
         chunk_keyword = None
-        if mode == "hybrid" and query.fusion == "adaptive":
+        if adaptive:
             lists["best_chunk"] = self.best_chunk_per_document(
                 qvec, CHUNKS_PER_CANDIDATE * depth, where)
             final, chunk_keyword = self._adaptive(lists, match, depth, k)
@@ -238,6 +240,8 @@ class Searcher:
         allowed = self.store.filtered_ids(where, "chunks") if where and qvec is not None else None
         total = self.store.count("chunks")
         depth = max(k, settings.rerank_depth) if both else k
+        # Adaptive fusion ranks documents; passage lists keep the fixed-weight fusion.
+        fusion = "weighted" if fusion == "adaptive" else fusion
         while True:
             dense = self.ann_top("chunks", qvec, depth, allowed) if qvec is not None else {}
             keyword = self.store.keyword_chunks(match, limit=depth, where=where) if match else {}
