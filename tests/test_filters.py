@@ -12,7 +12,7 @@ from searchkit.config import AnnConfig
 from searchkit.errors import FilterError
 from searchkit.filters import Condition
 
-MODES = ("dense", "keyword", "hybrid")
+from searchkit.config import MODES
 
 # 80 records about rivers; metadata "n" numbers them, "era" and "tags" group them.
 RIVERS = [{"id": f"r{i:02d}", "text": f"River report {i}: the river flooded the valley and the "

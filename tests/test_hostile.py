@@ -121,7 +121,7 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
     config = dataclasses.replace(config, ingest=IngestConfig(max_file_mb=CAP_BYTES / 1e6, commit_every=32))
     with SearchIndex.open(config=config, create=True) as ix:
         first = ix.add_paths([corpus / "good", corpus / "weird"])
-        indexed_before = {k for k, in ix.store.db.execute("SELECT key FROM documents")}
+        indexed_before = {k for k, in ix.backend.store.db.execute("SELECT key FROM documents")}
         assert len(indexed_before) == 40 + len(WEIRD_NAMES)
 
         # Mid-run trouble: some indexed files change but then cannot be read (permission lost),
@@ -167,7 +167,7 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
         for path in vanishing:
             assert reasons[str(path)] == "vanished before it could be read"
 
-        keys = {k for k, in ix.store.db.execute("SELECT key FROM documents")}
+        keys = {k for k, in ix.backend.store.db.execute("SELECT key FROM documents")}
         assert indexed_before <= keys, "an indexed document was lost"
         must_index = {str(p.absolute()) for p in expected["good"]} - {str(p) for p in vanishing | denied}
         assert must_index <= keys, sorted(must_index - keys)[:5]
