@@ -17,7 +17,7 @@ from searchkit import SearchIndex
 from searchkit.config import Config, ModelConfig
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "all-MiniLM-L6-v2"
+MODEL = "searchkit-fake"  # the deterministic fake embedder: these tests are about storage
 WORDS = ("river mountain harbour engine garden violin glacier market lantern compass meadow "
          "canyon orchard tunnel beacon quarry summit prairie lagoon citadel festival archive "
          "telescope furnace vineyard monastery railway satellite volcano parliament cathedral "

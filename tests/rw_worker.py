@@ -30,7 +30,7 @@ WORDS = ("river mountain harbour engine garden violin glacier market lantern com
 
 
 def config(index: str) -> Config:
-    return Config(index=index, model=ModelConfig(name="all-MiniLM-L6-v2"),
+    return Config(index=index, model=ModelConfig(name="searchkit-fake"),
                   ingest=IngestConfig(commit_every=4, checkpoint_seconds=0.5))
 
 

@@ -70,9 +70,15 @@ def test_malformed_filters_name_the_filter(kwargs, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.fixture
+def config(fake_index_config):
+    """Filters are the point here, not what a model understands: the fake embedder."""
+    return fake_index_config
+
+
 @pytest.fixture(scope="module")
-def rivers(minilm_config, tmp_path_factory):
-    config = dataclasses.replace(minilm_config, index=str(tmp_path_factory.mktemp("rivers") / "ix"))
+def rivers(fake_config, tmp_path_factory):
+    config = dataclasses.replace(fake_config, index=str(tmp_path_factory.mktemp("rivers") / "ix"))
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records(RIVERS)
     return config

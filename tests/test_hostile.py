@@ -21,6 +21,12 @@ from searchkit.ingest import pipeline as indexing
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 
+
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
+
 CAP_BYTES = 600_000
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
 WEIRD_NAMES = ["with space.txt", "new\nline.txt", "tab\there.md", "café.txt", "日本語.md",

@@ -10,9 +10,17 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from searchkit import SearchIndex
 from searchkit.config import load_config
 from searchkit.ingest.documents import read_document
+
+
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
 
 
 def stored_paths(ix: SearchIndex) -> set[str]:

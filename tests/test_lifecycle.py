@@ -19,6 +19,12 @@ from searchkit.config import IngestConfig
 from searchkit.errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
 from searchkit.backends.local.store import DB_NAME, SCHEMA_VERSION
 
+
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
+
 WORDS = ("volcano lava magma ash", "bread flour yeast oven", "chess king pawn castle",
          "orbit rocket satellite burn", "jazz saxophone swing band", "rain forest frog canopy")
 

@@ -15,6 +15,12 @@ from searchkit import SearchIndex
 from searchkit.embedding import models
 from searchkit.errors import UnsupportedModelError
 
+
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
+
 PACKAGE = Path(__file__).resolve().parent.parent / "searchkit"
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "marshal", "shelve", "cloudpickle"}
 
