@@ -79,6 +79,46 @@ class ChunkRow:
     char_end: int
 
 
+@dataclass(frozen=True, eq=False)
+class ChunkSpans:
+    """Chunks as arrays (one entry per chunk), for choosing passages without a row object each.
+
+    Attributes:
+        ids, doc_ids, char_start, char_end: ``(n,)`` int64.
+        vectors: ``(n, dim)`` float32, or ``None`` when not asked for.
+    """
+
+    ids: np.ndarray
+    doc_ids: np.ndarray
+    char_start: np.ndarray
+    char_end: np.ndarray
+    vectors: np.ndarray | None = None
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[ChunkRow], vectors: np.ndarray | None = None) -> "ChunkSpans":
+        data = np.asarray([(r.id, r.doc_id, r.char_start, r.char_end) for r in rows],
+                          dtype=np.int64).reshape(len(rows), 4)
+        return cls(data[:, 0], data[:, 1], data[:, 2], data[:, 3], vectors)
+
+
+def chunk_spans(view: "ReadView", doc_ids: Iterable[int] | None = None,
+                ids: Iterable[int] | None = None, dim: int | None = None) -> ChunkSpans:
+    """:class:`ChunkSpans` of the chunks of ``doc_ids`` (ordered as :meth:`ReadView.chunks_of`,
+    with vectors when ``dim`` is given) or of the chunk ids ``ids`` that exist (in that order,
+    no vectors). A backend may serve this itself, faster, as ``view.chunk_spans`` with the same
+    arguments; otherwise it is built from :meth:`ReadView.chunks_of` and :meth:`ReadView.chunks`.
+    """
+    own = getattr(view, "chunk_spans", None)
+    if own is not None:
+        return own(doc_ids=doc_ids, ids=ids, dim=dim)
+    if ids is not None:
+        wanted = [int(i) for i in ids]
+        found = view.chunks(wanted)
+        return ChunkSpans.of_rows([found[i] for i in wanted if i in found])
+    rows, vectors = view.chunks_of(doc_ids or (), dim)
+    return ChunkSpans.of_rows(rows, vectors)
+
+
 @runtime_checkable
 class ReadView(Protocol):
     """One committed state of an index: every read through it sees the same generation."""

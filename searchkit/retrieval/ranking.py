@@ -118,3 +118,52 @@ def snippet(text: str, words: int) -> str:
     parts = text.split()
     short = " ".join(parts[:words])
     return short + (" …" if len(parts) > words else "")
+
+
+def best_passage_positions(doc_ids: np.ndarray, ids: np.ndarray, dense: np.ndarray | None,
+                           keyword: np.ndarray, rrf_k: int = 60,
+                           fuse_lists: bool = True) -> np.ndarray:
+    """:func:`best_passages` over arrays: the position of each document's best chunk.
+
+    ``doc_ids``, ``ids``: each chunk's document and id, grouped by document (ordered by
+    document, then ordinal); ``dense``: each chunk's cosine (``None``: no vector scores);
+    ``keyword``: each chunk's BM25, NaN where it matched no term. ``fuse_lists``: both kinds
+    of score exist for the query, so a document's chunks are fused by reciprocal rank within
+    that document (each list's ties broken by chunk order); else the one score counts. Ties
+    go to the lowest chunk id. Documents without a scored chunk get no position.
+    """
+    n = len(ids)
+    if not n:
+        return np.zeros(0, np.int64)
+    in_kw = ~np.isnan(keyword)
+    in_dense = np.ones(n, bool) if dense is not None else np.zeros(n, bool)
+    candidate = in_dense | in_kw
+    position = np.arange(n)
+    # Each chunk's group (its document), numbered in order.
+    group = np.concatenate([[0], np.cumsum(doc_ids[1:] != doc_ids[:-1])])
+    if dense is not None and fuse_lists:
+        score = np.where(in_dense, 1.0 / (rrf_k + _rank_in_group(group, dense, in_dense)), 0.0) \
+            + np.where(in_kw, 1.0 / (rrf_k + _rank_in_group(group, keyword, in_kw)), 0.0)
+    elif dense is not None:
+        score = dense.astype(np.float64)
+    else:
+        score = np.where(in_kw, keyword, 0.0)
+    chosen = position[candidate]
+    order = chosen[np.lexsort((ids[chosen], -score[chosen], group[chosen]))]
+    first = np.concatenate([[True], group[order][1:] != group[order][:-1]])
+    return order[first]
+
+
+def _rank_in_group(group: np.ndarray, score: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """Each member's rank (from 1) by ``score`` descending within its group, ties in position
+    order (a stable sort, as :func:`fuse` sorts); non-members get 1 (unused)."""
+    rank = np.ones(len(group), np.int64)
+    chosen = np.flatnonzero(member)
+    if not len(chosen):
+        return rank
+    order = chosen[np.lexsort((chosen, -np.nan_to_num(score[chosen]), group[chosen]))]
+    groups = group[order]
+    starts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1])
+    start_of = np.repeat(starts, np.diff(np.append(starts, len(order))))
+    rank[order] = np.arange(len(order)) - start_of + 1
+    return rank

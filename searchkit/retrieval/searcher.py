@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import Backend, DocRow, ReadView
+from ..backends.base import Backend, DocRow, ReadView, chunk_spans
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
@@ -144,10 +144,10 @@ class Searcher:
         chunk_keyword = view.keyword_chunks(text, head.tolist()) if text and lists["keyword"] else {}
         passage = np.zeros(len(ev.ids))
         if chunk_keyword:
-            owners = view.chunks(chunk_keyword)
-            chunks = [c for c in chunk_keyword if c in owners]
-            docs = np.fromiter((owners[c].doc_id for c in chunks), dtype=np.int64, count=len(chunks))
-            scores = np.fromiter((chunk_keyword[c] for c in chunks), dtype=float, count=len(chunks))
+            owners = chunk_spans(view, ids=chunk_keyword)
+            docs = owners.doc_ids
+            scores = np.fromiter((chunk_keyword[c] for c in owners.ids.tolist()), dtype=float,
+                                 count=len(docs))
             # Chunks come best first: a document's first one is its best passage.
             docs, first_row = np.unique(docs, return_index=True)
             sorter = np.argsort(ev.ids)
@@ -161,10 +161,9 @@ class Searcher:
         top = view.vector_search("chunks", qvec, n, filters)
         if not top:
             return {}
-        rows = view.chunks(top)
-        found = [c for c in top if c in rows]
-        docs = np.fromiter((rows[c].doc_id for c in found), dtype=np.int64, count=len(found))
-        scores = np.fromiter((top[c] for c in found), dtype=float, count=len(found))
+        spans = chunk_spans(view, ids=top)
+        docs = spans.doc_ids
+        scores = np.fromiter((top[c] for c in spans.ids.tolist()), dtype=float, count=len(docs))
         # ``top`` is best first, so each document's first chunk is its best.
         docs, first_row = np.unique(docs, return_index=True)
         order = np.argsort(first_row, kind="stable")
@@ -175,27 +174,35 @@ class Searcher:
               lists: Mapping[str, Mapping[int, float]],
               chunk_keyword: Mapping[int, float] | None = None) -> list[Hit]:
         """Hits for ranked document ids, each with its best passage and per-list scores
-        (``chunk_keyword``: chunk BM25s already read for these documents, if any)."""
+        (``chunk_keyword``: chunk BM25s already read for these documents, if any).
+
+        The passages are chosen over arrays: the chunks of the shown documents with their
+        vectors (one matrix product) and their BM25 (one keyword read), no row per chunk.
+        """
         rows = view.documents(order)
         order = [i for i in order if i in rows]   # defensive: rows come from the same snapshot
-        rows_c, vecs_c = view.chunks_of(order, qvec.shape[0] if qvec is not None else None)
-        chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist())) \
-            if qvec is not None else {}
+        spans = chunk_spans(view, doc_ids=order, dim=qvec.shape[0] if qvec is not None else None)
+        dense = spans.vectors @ qvec if qvec is not None else None
         if chunk_keyword is None:
             chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
-        best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.settings.rrf_k)
+        keyword = _aligned(spans.ids, chunk_keyword)
+        best = ranking.best_passage_positions(
+            spans.doc_ids, spans.ids, dense, keyword, self.settings.rrf_k,
+            fuse_lists=dense is not None and len(spans.ids) > 0 and bool(chunk_keyword))
+        chosen = {int(spans.doc_ids[p]): int(p) for p in best}
         hits = []
         for rank, doc_id in enumerate(order, 1):
             row = rows[doc_id]
             passage = None
             scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
-            if doc_id in best:
-                chunk = best[doc_id]
-                score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
-                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                                  chunk.char_end, score, chunk.id)
-                if chunk.id in chunk_dense:
-                    scores["chunk"] = chunk_dense[chunk.id]
+            p = chosen.get(doc_id)
+            if p is not None:
+                start, end = int(spans.char_start[p]), int(spans.char_end[p])
+                score = float(dense[p]) if dense is not None else \
+                    chunk_keyword.get(int(spans.ids[p]), 0.0)
+                passage = Passage(row.text[start:end], start, end, score, int(spans.ids[p]))
+                if dense is not None:
+                    scores["chunk"] = score
             hits.append(self._hit(rank, final[doc_id], row, passage, scores))
         return hits
 
@@ -252,3 +259,16 @@ class Searcher:
                    snippet=ranking.snippet(passage.text if passage else row.text,
                                            self.settings.snippet_words),
                    passage=passage, scores=scores)
+
+
+def _aligned(ids: np.ndarray, scores: Mapping[int, float]) -> np.ndarray:
+    """``scores`` of ``ids`` as an array in their order, NaN where an id has none."""
+    out = np.full(len(ids), np.nan)
+    if scores and len(ids):
+        keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+        values = np.fromiter(scores.values(), dtype=float, count=len(scores))
+        sorter = np.argsort(keys)
+        where = np.minimum(np.searchsorted(keys, ids, sorter=sorter), len(keys) - 1)
+        hit = keys[sorter[where]] == ids
+        out[hit] = values[sorter[where[hit]]]
+    return out

@@ -23,15 +23,18 @@ from ...config import Config
 from ...errors import CorruptIndexError, IndexLockedError, IndexStoreError
 from ...filters import Filters
 from ...records import EmbeddedDocument
-from ..base import TABLES, ChunkRow, DocRow
+from ..base import TABLES, ChunkRow, ChunkSpans, DocRow
 from . import ann
 from .caches import VectorCaches
+from .chunktable import ChunkTable
 from .locking import WriteLock
 from .sql import fts_query, where_sql
 from .store import DB_NAME, Store, creatable
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
+# Generations whose chunk tables readers keep (a snapshot may lag the newest commit by one).
+KEEP_CHUNK_TABLES = 2
 
 
 def store_error(folder: Path, exc: sqlite3.DatabaseError) -> IndexStoreError:
@@ -75,6 +78,8 @@ class LocalBackend:
         self._stores_lock = threading.Lock()
         self._create, self._wait = create, wait
         self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
+        self._chunk_tables: dict[int, ChunkTable | None] = {}
+        self._chunk_tables_lock = threading.Lock()
         self.store  # open (and create or migrate) the database now, in the opening thread
 
     # -- connections ----------------------------------------------------------------------
@@ -119,6 +124,20 @@ class LocalBackend:
             with store.snapshot():
                 yield LocalReadView(self, store)
 
+    def chunk_table(self, store: Store) -> ChunkTable | None:
+        """The chunk table of the generation ``store``'s snapshot sees (built on first use;
+        ``None``: no chunks, or the FAISS index disagrees, and SQLite serves chunk reads)."""
+        generation = store.generation
+        with self._chunk_tables_lock:
+            if generation in self._chunk_tables:
+                return self._chunk_tables[generation]
+        table = ChunkTable.build(store, self.caches.get("chunks")) if store.count("chunks") else None
+        with self._chunk_tables_lock:
+            self._chunk_tables[generation] = table
+            for old in sorted(self._chunk_tables)[:-KEEP_CHUNK_TABLES]:
+                del self._chunk_tables[old]
+        return table
+
     def ann(self, table: str) -> ann.VectorIndex:
         """The FAISS index of ``table`` for the database's current state (for tests and tools)."""
         with self.snapshot():
@@ -149,6 +168,7 @@ class LocalReadView:
         self.backend = backend
         self.store = store
         self._allowed: dict[tuple[str, Filters], np.ndarray] = {}
+        self._table: ChunkTable | None | bool = False   # False: not looked up yet
 
     def count(self, table: str = "documents") -> int:
         return self.store.count(table)
@@ -217,15 +237,41 @@ class LocalReadView:
     def documents(self, ids: Iterable[int]) -> dict[int, DocRow]:
         return self.store.documents(list(ids))
 
+    def _chunk_table(self) -> ChunkTable | None:
+        if self._table is False:
+            self._table = self.backend.chunk_table(self.store)
+        return self._table
+
     def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
-        return self.store.chunks(list(ids))
+        table = self._chunk_table()
+        if table is None:
+            return self.store.chunks(list(ids))
+        return {r.id: r for r in table.rows_at(table.of_ids(ids))}
 
     def chunks_of(self, doc_ids: Iterable[int],
                   dim: int | None = None) -> tuple[list[ChunkRow], np.ndarray | None]:
-        doc_ids = list(doc_ids)
-        if dim is None:
-            return self.store.chunk_rows(doc_ids), None
-        return self.store.chunks_of(doc_ids, dim)
+        """Served from the generation's :class:`ChunkTable` (spans in memory, vectors from the
+        chunk FAISS index): no SQLite read per query."""
+        table = self._chunk_table()
+        if table is None or (dim is not None and table.vectors.shape[1] != dim):
+            doc_ids = list(doc_ids)
+            if dim is None:
+                return self.store.chunk_rows(doc_ids), None
+            return self.store.chunks_of(doc_ids, dim)
+        positions = table.of_documents(doc_ids)
+        return table.rows_at(positions), table.vectors_at(positions) if dim is not None else None
+
+    def chunk_spans(self, doc_ids: Iterable[int] | None = None, ids: Iterable[int] | None = None,
+                    dim: int | None = None) -> ChunkSpans:
+        """See :func:`searchkit.backends.base.chunk_spans`: from the :class:`ChunkTable`."""
+        table = self._chunk_table()
+        if table is None or (dim is not None and table.vectors.shape[1] != dim):
+            from ..base import chunk_spans
+            return chunk_spans(_RowsOnly(self), doc_ids, ids, dim)
+        positions = table.of_ids(ids) if ids is not None else table.of_documents(doc_ids or ())
+        cols = table.columns[positions]
+        vectors = table.vectors_at(positions) if dim is not None and ids is None else None
+        return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6], vectors)
 
     def vectors(self, table: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.store.vectors(table, self._dim(), ids=ids)
@@ -250,6 +296,13 @@ class LocalReadView:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
+
+
+class _RowsOnly:
+    """A read view's row methods alone (the generic :func:`chunk_spans` over SQLite)."""
+
+    def __init__(self, view: LocalReadView):
+        self.chunks, self.chunks_of = view.chunks, view.chunks_of
 
 
 class LocalWriteSession:

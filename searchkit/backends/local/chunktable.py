@@ -1,0 +1,121 @@
+"""Every chunk's spans in memory, with its vector found in the chunk FAISS index, for one
+generation: choosing the hits' passages reads no vector blob and no chunk row from SQLite.
+
+A search needs the chunks of the (few) documents it shows, and each one's vector, to pick
+each hit's best passage. Reading those rows and blobs from SQLite cost most of a warm query
+(issue 20). The chunk FAISS index of a generation already holds every vector (flat and HNSW
+store them as one float32 matrix, read here without a copy; IVF stores them per list, copied
+here into one matrix), so what is kept in memory is only the small integer columns of the
+``chunks`` table, sorted by ``(doc_id, ordinal)``, and each chunk's row in that matrix.
+
+A :class:`ChunkTable` is built once per generation (one SQLite scan of the integer columns)
+and never changed: a new generation gets a new table, so threads reading an older snapshot
+keep theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import faiss
+import numpy as np
+
+from ..base import ChunkRow
+from .ann import VectorIndex
+from .store import Store
+
+# The integer columns kept, in ChunkRow's field order.
+COLUMNS = ("id", "doc_id", "ordinal", "tok_start", "tok_end", "char_start", "char_end")
+
+
+def stored_vectors(index: VectorIndex) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, vectors)`` as the FAISS index stores them, row ``j`` of ``vectors`` under
+    ``ids[j]`` (removed HNSW ids included). Flat and HNSW: a view of FAISS's own memory, valid
+    while ``index`` lives and is not changed; IVF: a copy gathered from its lists."""
+    raw, dim = index.index, index.dim
+    if isinstance(raw, faiss.IndexIDMap):
+        inner = faiss.downcast_index(raw.index)
+        flat = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.storage)
+        n = int(flat.ntotal)
+        matrix = faiss.rev_swig_ptr(flat.get_xb(), n * dim).reshape(n, dim) if n else \
+            np.zeros((0, dim), dtype=np.float32)
+        return faiss.vector_to_array(raw.id_map).astype(np.int64, copy=False), matrix
+    lists = raw.invlists
+    ids, parts = [], []
+    for i in range(raw.nlist):
+        size = lists.list_size(i)
+        if size:
+            ids.append(faiss.rev_swig_ptr(lists.get_ids(i), size).copy())
+            parts.append(faiss.rev_swig_ptr(lists.get_codes(i), size * lists.code_size)
+                         .view(np.float32).reshape(size, dim).copy())
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros((0, dim), dtype=np.float32)
+    return np.concatenate(ids).astype(np.int64, copy=False), np.concatenate(parts)
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkTable:
+    """The live chunks of one generation, sorted by ``(doc_id, ordinal)``.
+
+    Attributes:
+        columns: ``(n, 7)`` int64, the :data:`COLUMNS` of each chunk.
+        rows: ``(n,)`` each chunk's row in ``vectors``.
+        vectors: the chunk FAISS index's stored vectors (see :func:`stored_vectors`).
+        owner: that FAISS index, kept alive with its memory.
+    """
+
+    columns: np.ndarray
+    rows: np.ndarray
+    vectors: np.ndarray
+    owner: VectorIndex
+
+    @classmethod
+    def build(cls, store: Store, index: VectorIndex) -> "ChunkTable | None":
+        """The table of the store's snapshot and the chunk index of the same generation;
+        ``None`` when the index lacks a live chunk (then SQLite serves, as before)."""
+        data = store.db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM chunks ORDER BY doc_id, ordinal").fetchall()
+        columns = np.asarray(data, dtype=np.int64).reshape(len(data), len(COLUMNS))
+        ids, vectors = stored_vectors(index)
+        order = np.argsort(ids, kind="stable")
+        where = np.searchsorted(ids, columns[:, 0], sorter=order)
+        where = np.minimum(where, max(len(ids) - 1, 0))
+        rows = order[where] if len(ids) else np.zeros(0, np.int64)
+        if len(columns) and (not len(ids) or not np.array_equal(ids[rows], columns[:, 0])):
+            return None
+        by_id = np.argsort(columns[:, 0], kind="stable")
+        table = cls(columns, rows, vectors, index)
+        object.__setattr__(table, "_by_id", by_id)
+        object.__setattr__(table, "_sorted_ids", columns[by_id, 0])
+        return table
+
+    def of_documents(self, doc_ids: Iterable[int]) -> np.ndarray:
+        """Positions of the chunks of ``doc_ids``, ordered by (document id, ordinal) as the
+        SQL of :meth:`Store.chunks_of` orders them."""
+        docs = np.unique(np.fromiter((int(d) for d in doc_ids), dtype=np.int64))
+        col = self.columns[:, 1]
+        start, end = np.searchsorted(col, docs, "left"), np.searchsorted(col, docs, "right")
+        lengths = end - start
+        if not lengths.sum():
+            return np.zeros(0, np.int64)
+        # Concatenated ranges start[i]..end[i] without a Python loop.
+        offsets = np.repeat(start - np.cumsum(lengths) + lengths, lengths)
+        return offsets + np.arange(lengths.sum())
+
+    def of_ids(self, ids: Iterable[int]) -> np.ndarray:
+        """Positions of the given chunk ids that are live, in the order given."""
+        want = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        sorted_ids = self._sorted_ids   # type: ignore[attr-defined]
+        if not len(sorted_ids) or not len(want):
+            return np.zeros(0, np.int64)
+        where = np.minimum(np.searchsorted(sorted_ids, want), len(sorted_ids) - 1)
+        hit = sorted_ids[where] == want
+        return self._by_id[where[hit]]   # type: ignore[attr-defined]
+
+    def rows_at(self, positions: np.ndarray) -> list[ChunkRow]:
+        return [ChunkRow(*r) for r in self.columns[positions].tolist()]
+
+    def vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """``(len(positions), dim)`` float32, a fresh contiguous copy."""
+        return self.vectors[self.rows[positions]]

@@ -1,0 +1,193 @@
+"""The fast read path (issue 20) returns exactly what the previous one returned.
+
+Passages used to be chosen from chunk rows and vector blobs read from SQLite for every query,
+one row object per chunk; now the local backend serves chunk spans and vectors from memory
+(``backends/local/chunktable.py``) and the searcher chooses passages over arrays
+(``ranking.best_passage_positions``). The reference below is the previous code, kept here:
+a read view that reads chunks from SQLite only, and the previous per-row passage choice.
+Every mode, fusion, rerank, passage search, filter and ``k`` must give equal hits: ids,
+ranks, scores, passages and offsets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Mapping
+
+import numpy as np
+import pytest
+
+from searchkit import SearchIndex
+from searchkit.backends.base import ChunkSpans, chunk_spans
+from searchkit.backends.local.chunktable import ChunkTable
+from searchkit.config import ChunkingConfig, Config, IngestConfig, ModelConfig
+from searchkit.embedding.fake import FAKE_MODEL
+from searchkit.hits import Hit, Passage
+from searchkit.retrieval import ranking
+from searchkit.retrieval.searcher import Searcher
+
+WORDS = ("river mountain harbour engine garden violin glacier market lantern compass meadow "
+         "canyon orchard tunnel beacon quarry summit prairie lagoon citadel festival archive "
+         "copper falcon marble thunder").split()
+QUERIES = ["river mountain harbour", "glacier market", "lantern compass meadow engine",
+           "canyon", "tunnel beacon quarry summit prairie", "falcon thunder copper marble",
+           "nothingmatchesthis", "record 7 unique7"]
+FILTERS = [None, {"where": "year>=1910"}, {"where": "group=even"}]
+
+
+def long_record(i: int) -> tuple[str, str, dict]:
+    """A record of a few hundred words (several 16-token chunks), words varying with ``i``;
+    every fifth repeats record 0's words so scores tie."""
+    seed = 0 if i % 5 == 0 else i
+    words = " ".join(WORDS[(seed * 7 + j * j + j // 9) % len(WORDS)] for j in range(60 + i % 7 * 25))
+    return f"r{i}", f"Record {i} unique{i}. {words}.", {"year": 1900 + i % 20,
+                                                          "group": "even" if i % 2 == 0 else "odd"}
+
+
+class SqlView:
+    """The local read view with every chunk read from SQLite, as before the chunk table."""
+
+    def __init__(self, view):
+        self._view = view
+
+    def __getattr__(self, name):
+        if name == "chunk_spans":
+            raise AttributeError(name)   # the generic path of base.chunk_spans
+        return getattr(self._view, name)
+
+    def chunks(self, ids):
+        return self._view.store.chunks(list(ids))
+
+    def chunks_of(self, doc_ids, dim=None):
+        doc_ids = list(doc_ids)
+        if dim is None:
+            return self._view.store.chunk_rows(doc_ids), None
+        return self._view.store.chunks_of(doc_ids, dim)
+
+
+class ReferenceSearcher(Searcher):
+    """The previous assembly of hits: one row object per chunk, passages by
+    :func:`ranking.best_passages`."""
+
+    def run(self, query):
+        with self.backend.snapshot() as view:
+            view = SqlView(view)
+            return self._passages(view, query) if query.chunks else self._documents(view, query)
+
+    def _hits(self, view, order, final, qvec, text, lists: Mapping[str, Mapping[int, float]],
+              chunk_keyword=None) -> list[Hit]:
+        rows = view.documents(order)
+        order = [i for i in order if i in rows]
+        rows_c, vecs_c = view.chunks_of(order, qvec.shape[0] if qvec is not None else None)
+        chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist())) \
+            if qvec is not None else {}
+        if chunk_keyword is None:
+            chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
+        best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.settings.rrf_k)
+        hits = []
+        for rank, doc_id in enumerate(order, 1):
+            row = rows[doc_id]
+            passage = None
+            scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
+            if doc_id in best:
+                chunk = best[doc_id]
+                score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
+                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
+                                  chunk.char_end, score, chunk.id)
+                if chunk.id in chunk_dense:
+                    scores["chunk"] = chunk_dense[chunk.id]
+            hits.append(self._hit(rank, final[doc_id], row, passage, scores))
+        return hits
+
+
+def make_config(folder: str, ann_type: str = "flat") -> Config:
+    cfg = Config(index=folder, model=ModelConfig(name=FAKE_MODEL),
+                 chunking=ChunkingConfig(size=16), ingest=IngestConfig(commit_every=7))
+    return dataclasses.replace(cfg, ann=dataclasses.replace(cfg.ann, type=ann_type, nlist=4))
+
+
+@pytest.fixture(scope="module", params=["flat", "ivf", "hnsw"])
+def index(request, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp(request.param) / "ix")
+    ix = SearchIndex.open(config=make_config(folder, request.param), create=True)
+    ix.add_records([long_record(i) for i in range(60)])
+    # Replaced and removed records leave gaps in the ids (and HNSW tombstones).
+    ix.add_records([long_record(i) for i in (3, 11)])
+    ix.remove(["r17", "r40"])
+    yield ix
+    ix.close()
+
+
+def test_chunk_table_holds_every_live_chunk(index):
+    with index.backend.snapshot() as view:
+        table = view._chunk_table()
+        assert table is not None
+        rows, vectors = view.store.chunks_of(view.store.ids("documents").tolist(), table.vectors.shape[1])
+        assert [r.id for r in rows] == table.columns[:, 0].tolist()
+        assert np.array_equal(table.vectors_at(np.arange(len(rows))), vectors)
+        spans = chunk_spans(SqlView(view), doc_ids=[5, 2, 9], dim=vectors.shape[1])
+        fast = chunk_spans(view, doc_ids=[5, 2, 9], dim=vectors.shape[1])
+        for name in ("ids", "doc_ids", "char_start", "char_end", "vectors"):
+            assert np.array_equal(getattr(spans, name), getattr(fast, name)), name
+
+
+def test_every_search_equals_the_previous_path(index):
+    reference = ReferenceSearcher(index.backend, index.config.search)
+    fast = index._searcher
+    compared = 0
+    combos = itertools.product(QUERIES, ["dense", "keyword", "hybrid"],
+                               ["adaptive", "weighted", "rrf"], ["none", "late"],
+                               [(False, False), (True, False), (True, True)], FILTERS, [1, 4, 10])
+    for query, mode, fusion, rerank, (chunks, distinct), filters, k in combos:
+        if mode != "hybrid" and fusion != "adaptive" or chunks and rerank == "late":
+            continue   # fusion only matters in hybrid; rerank never in passage search
+        options = dict(k=k, mode=mode, fusion=fusion, rerank=rerank, chunks=chunks,
+                       distinct=distinct, filters=filters)
+        index._searcher = fast
+        got = [h.as_dict() for h in index.search(query, **options)]
+        index._searcher = reference
+        want = [h.as_dict() for h in index.search(query, **options)]
+        index._searcher = fast
+        assert got == want, (query, options)
+        compared += 1
+    assert compared > 1000
+
+
+def test_best_passage_positions_ties_and_missing_scores():
+    # Two documents: the first has tied cosines (lowest chunk id wins), the second has no
+    # keyword match (reciprocal rank of its cosines alone).
+    doc_ids = np.array([1, 1, 1, 2, 2])
+    ids = np.array([10, 11, 12, 20, 21])
+    dense = np.array([0.5, 0.9, 0.9, 0.1, 0.2], dtype=np.float32)
+    keyword = np.array([np.nan, 2.0, 1.0, np.nan, np.nan])
+    fused = ranking.best_passage_positions(doc_ids, ids, dense, keyword, 60, fuse_lists=True)
+    assert fused.tolist() == [1, 4]
+    plain = ranking.best_passage_positions(doc_ids, ids, dense, keyword, 60, fuse_lists=False)
+    assert plain.tolist() == [1, 4]
+    only_keyword = ranking.best_passage_positions(doc_ids, ids, None, keyword, 60)
+    assert only_keyword.tolist() == [1]
+
+
+def test_chunk_spans_default_works_from_rows_alone():
+    class RowsOnly:   # a backend view with only the protocol's row methods
+        def chunks(self, ids):
+            from searchkit.backends.base import ChunkRow
+            return {i: ChunkRow(i, i // 10, 0, 0, 1, i, i + 5) for i in ids if i != 13}
+
+        def chunks_of(self, doc_ids, dim=None):
+            return [], None
+
+    spans = chunk_spans(RowsOnly(), ids=[12, 13, 11])
+    assert isinstance(spans, ChunkSpans)
+    assert spans.ids.tolist() == [12, 11] and spans.char_end.tolist() == [17, 16]
+
+
+def test_chunk_table_refuses_an_index_missing_a_chunk(index):
+    if index.config.ann.type == "hnsw":
+        pytest.skip("HNSW keeps removed ids as tombstones")
+    with index.backend.snapshot() as view:
+        chunks_ann = index.backend.caches.get("chunks")
+        partial = chunks_ann.copy()
+        partial.remove(np.asarray(view.store.ids("chunks")[:1]))
+        assert ChunkTable.build(view.store, partial) is None
