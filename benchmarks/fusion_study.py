@@ -259,13 +259,16 @@ GRID = {"late_share": (0.0, 0.25, 0.5), "kw_low": (0.1, 0.15, 0.2, 0.25),
         "vector_gap_scale": (0.0, 2.0, 5.0)}
 
 
-def grid_search(batches: list[Batch]) -> tuple[dict[str, float], float]:
-    """The gated-rule parameters with the best mean nDCG@10 over ``batches`` (each set alike)."""
+def grid_search(batches: list[Batch], second: dict | None = None,
+                head: int = 20) -> tuple[dict[str, float], float]:
+    """The gated-rule parameters with the best mean nDCG@10 over ``batches`` (each set alike),
+    with the passage stage ``second`` applied after it when given."""
     import itertools
     best, best_value = {}, -1.0
     for values in itertools.product(*GRID.values()):
         params = dict(zip(GRID, values))
-        value = np.mean([measure(b, fusion.gated(b.scores, b.tops, **params))["ndcg10"]
+        value = np.mean([measure(b, two_stage(b, params, second, head) if second else
+                                 fusion.gated(b.scores, b.tops, **params))["ndcg10"]
                          for b in batches])
         if value > best_value:
             best, best_value = params, value
@@ -305,6 +308,15 @@ def head_search(batches: list[Batch], params: dict, head: int) -> dict[str, floa
     return best
 
 
+def fit_two_stage(batches: list[Batch], head: int) -> tuple[dict, dict]:
+    """Both stages by coordinate ascent: the first stage alone, the passage stage given it,
+    then the first stage again given the passage stage, and the passage stage once more."""
+    params, _ = grid_search(batches)
+    second = head_search(batches, params, head)
+    params, _ = grid_search(batches, second, head)
+    return params, head_search(batches, params, head)
+
+
 def gated_rows(batches: dict[str, Batch], head: int) -> dict[str, dict[str, dict[str, float]]]:
     loso, loso2 = {}, {}
     for name, held in batches.items():
@@ -312,15 +324,16 @@ def gated_rows(batches: dict[str, Batch], head: int) -> dict[str, dict[str, dict
             break
         train = [b for n, b in batches.items() if n != name]
         params, _ = grid_search(train)
-        second = head_search(train, params, head)
         loso[name] = {**measure(held, fusion.gated(held.scores, held.tops, **params)),
                       "params": params}
-        loso2[name] = {**measure(held, two_stage(held, params, second, head)),
-                       "params": {**params, **second}}
-    params, _ = grid_search(list(batches.values()))
-    second = head_search(list(batches.values()), params, head)
+        joint, second = fit_two_stage(train, head)
+        loso2[name] = {**measure(held, two_stage(held, joint, second, head)),
+                       "params": {**joint, **second}}
+        print(f"  held out {name}: {loso2[name]}", file=sys.stderr)
+    first_only, _ = grid_search(list(batches.values()))
+    params, second = fit_two_stage(list(batches.values()), head)
     print(f"gated: parameters fitted on all sets {params} {second}", file=sys.stderr)
-    rows = {"gated, all sets": {n: measure(b, fusion.gated(b.scores, b.tops, **params))
+    rows = {"gated, all sets": {n: measure(b, fusion.gated(b.scores, b.tops, **first_only))
                                 for n, b in batches.items()},
             "gated + chunk BM25 head, all sets": {n: measure(b, two_stage(b, params, second, head))
                                                   for n, b in batches.items()}}

@@ -115,7 +115,7 @@ class Searcher:
             lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
         vector = lists.get("late", lists.get("dense", {}))
         chunk_keyword = None
-        if adaptive:
+        if adaptive and adaptive_fusion.SHIPPED.late_share > 0:
             lists["best_chunk"] = self.best_chunk_per_document(
                 qvec, CHUNKS_PER_CANDIDATE * depth, where)
             final, chunk_keyword = self._adaptive(lists, match, depth, k)
@@ -134,7 +134,8 @@ class Searcher:
         also pick the hits' passages."""
         weights = dataclasses.replace(adaptive_fusion.SHIPPED,
                                       head=max(k, adaptive_fusion.SHIPPED.head))
-        ev = adaptive_fusion.gather({"dense": lists["dense"], "late": lists["best_chunk"],
+        # Without a late list its column is all zeros, which a zero late_share never reads.
+        ev = adaptive_fusion.gather({"dense": lists["dense"], "late": lists.get("best_chunk", {}),
                                      "keyword": lists["keyword"]}, depth)
         if not len(ev.ids):
             return {}, {}
