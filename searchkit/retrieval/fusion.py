@@ -83,7 +83,8 @@ class Weights:
     First stage, over every candidate: ``(1 − w)·vector + w·BM25 / best BM25`` with
     ``vector = (1 − late_share)·document cosine + late_share·best late-chunk cosine`` and the
     keyword weight ``w`` rising from ``keyword_low`` to ``keyword_high`` as BM25's first
-    document pulls ahead of its second (relative gap around ``keyword_gap``). Second stage,
+    document pulls ahead of its second (relative gap around ``keyword_gap``), less
+    ``vector_gap_scale`` times the vector score's own first-to-second gap. Second stage,
     over the first stage's top ``head``: plus ``β·best passage BM25 / best passage BM25 of
     the head``, ``β`` rising from ``passage_low`` to ``passage_high`` around a relative gap
     of ``passage_gap`` between the best two documents' passages.
@@ -93,6 +94,7 @@ class Weights:
     keyword_low: float
     keyword_high: float
     keyword_gap: float
+    vector_gap_scale: float
     head: int
     passage_low: float
     passage_high: float
@@ -100,14 +102,17 @@ class Weights:
     softness: float = 0.03   # width of each gate's rise, in relative-gap units
 
 
-SHIPPED = Weights(late_share=0.5, keyword_low=0.15, keyword_high=0.5, keyword_gap=0.2,
-                  head=20, passage_low=0.0, passage_high=0.8, passage_gap=0.3)
+# Fitted on git_whatis, pg_refpurpose and passkey 512w / 2048w / 8192w (fusion_study.py,
+# 2026-12-03). The fit gives the best late chunk no share (late_share 0): the passages'
+# BM25 in the second stage and the document cosine carried what it added.
+SHIPPED = Weights(late_share=0.0, keyword_low=0.15, keyword_high=0.5, keyword_gap=0.25,
+                  vector_gap_scale=5.0, head=20, passage_low=0.2, passage_high=0.4, passage_gap=0.1)
 
 
 def first_stage(ev: Evidence, w: Weights = SHIPPED) -> np.ndarray:
     """First-stage score of each candidate of :func:`gather` (columns in :data:`LISTS` order)."""
     return gated(ev.scores, ev.tops, w.late_share, w.keyword_low, w.keyword_high, w.keyword_gap,
-                 w.softness)
+                 w.vector_gap_scale, w.softness)
 
 
 def second_stage(first: np.ndarray, passage_bm25: np.ndarray, w: Weights = SHIPPED) -> np.ndarray:
@@ -123,16 +128,21 @@ def second_stage(first: np.ndarray, passage_bm25: np.ndarray, w: Weights = SHIPP
 
 
 def gated(scores: np.ndarray, tops: np.ndarray, late_share: float, kw_low: float,
-          kw_high: float, kw_gap: float, softness: float = 0.03) -> np.ndarray:
+          kw_high: float, kw_gap: float, vector_gap_scale: float = 0.0,
+          softness: float = 0.03) -> np.ndarray:
     """``(1 − w)·((1 − a)·document cosine + a·late cosine) + w·BM25 / best BM25``, where the
     keyword weight ``w`` rises from ``kw_low`` to ``kw_high`` as BM25's first document pulls
-    ahead of its second (relative gap around ``kw_gap``)."""
+    ahead of its second (relative gap around ``kw_gap``), less ``vector_gap_scale`` times the
+    gap between the vector score's own first two (a sure vector list keeps its weight)."""
     top = tops[..., 2, :2]
     best = np.where(top[..., 0] > 0, top[..., 0], 1.0)
     gap = np.where(top[..., 0] > 0, 1.0 - top[..., 1] / best, 0.0)
-    w = gate(gap, kw_low, kw_high, kw_gap, softness)
     kwn = np.where(top[..., :1] > 0, scores[..., 2] / best[..., None], 0.0)
     dense = (1 - late_share) * scores[..., 0] + late_share * scores[..., 1]
+    # The vector score's first-to-second gap over the candidates (-inf pads an empty list).
+    ordered = -np.sort(-np.concatenate([dense, np.full(dense.shape[:-1] + (2,), -np.inf)], -1), -1)
+    vector_gap = np.where(np.isfinite(ordered[..., 1]), ordered[..., 0] - ordered[..., 1], 0.0)
+    w = gate(gap - vector_gap_scale * vector_gap, kw_low, kw_high, kw_gap, softness)
     return (1 - w[..., None]) * dense + w[..., None] * kwn
 
 

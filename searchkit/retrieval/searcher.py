@@ -116,7 +116,7 @@ class Searcher:
             lists["keyword"] = view.keyword_documents(text, depth, filters) if text else {}
         vector = lists.get("late", lists.get("dense", {}))
         chunk_keyword = None
-        if adaptive:
+        if adaptive and adaptive_fusion.SHIPPED.late_share > 0:
             lists["best_chunk"] = self.best_chunk_per_document(
                 view, qvec, CHUNKS_PER_CANDIDATE * depth, filters)
             final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
@@ -135,7 +135,8 @@ class Searcher:
         also pick the hits' passages."""
         weights = dataclasses.replace(adaptive_fusion.SHIPPED,
                                       head=max(k, adaptive_fusion.SHIPPED.head))
-        ev = adaptive_fusion.gather({"dense": lists["dense"], "late": lists["best_chunk"],
+        # Without a late list its column is all zeros, which a zero late_share never reads.
+        ev = adaptive_fusion.gather({"dense": lists["dense"], "late": lists.get("best_chunk", {}),
                                      "keyword": lists["keyword"]}, depth)
         if not len(ev.ids):
             return {}, {}
