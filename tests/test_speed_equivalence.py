@@ -3,7 +3,7 @@
 Passages used to be chosen from chunk rows and vector blobs read from SQLite for every query,
 one row object per chunk; now the local backend serves chunk spans and vectors from memory
 (``backends/local/chunktable.py``) and the searcher chooses passages over arrays
-(``ranking.best_passage_positions``). The reference below is the previous code, kept here:
+(``ranking.best_passage_positions``). The reference, tests/speed_reference.py, is the previous code:
 a read view that reads chunks from SQLite only, and the previous per-row passage choice.
 Every mode, fusion, rerank, passage search, filter and ``k`` must give equal hits: ids,
 ranks, scores, passages and offsets.
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Mapping
-
 import numpy as np
 import pytest
 
@@ -23,9 +21,9 @@ from searchkit.backends.base import ChunkSpans, chunk_spans
 from searchkit.backends.local.chunktable import ChunkTable
 from searchkit.config import ChunkingConfig, Config, IngestConfig, ModelConfig
 from searchkit.embedding.fake import FAKE_MODEL
-from searchkit.hits import Hit, Passage
 from searchkit.retrieval import ranking
-from searchkit.retrieval.searcher import Searcher
+
+from speed_reference import ReferenceSearcher, SqlView
 
 WORDS = ("river mountain harbour engine garden violin glacier market lantern compass meadow "
          "canyon orchard tunnel beacon quarry summit prairie lagoon citadel festival archive "
@@ -43,62 +41,6 @@ def long_record(i: int) -> tuple[str, str, dict]:
     words = " ".join(WORDS[(seed * 7 + j * j + j // 9) % len(WORDS)] for j in range(60 + i % 7 * 25))
     return f"r{i}", f"Record {i} unique{i}. {words}.", {"year": 1900 + i % 20,
                                                           "group": "even" if i % 2 == 0 else "odd"}
-
-
-class SqlView:
-    """The local read view with every chunk read from SQLite, as before the chunk table."""
-
-    def __init__(self, view):
-        self._view = view
-
-    def __getattr__(self, name):
-        if name == "chunk_spans":
-            raise AttributeError(name)   # the generic path of base.chunk_spans
-        return getattr(self._view, name)
-
-    def chunks(self, ids):
-        return self._view.store.chunks(list(ids))
-
-    def chunks_of(self, doc_ids, dim=None):
-        doc_ids = list(doc_ids)
-        if dim is None:
-            return self._view.store.chunk_rows(doc_ids), None
-        return self._view.store.chunks_of(doc_ids, dim)
-
-
-class ReferenceSearcher(Searcher):
-    """The previous assembly of hits: one row object per chunk, passages by
-    :func:`ranking.best_passages`."""
-
-    def run(self, query):
-        with self.backend.snapshot() as view:
-            view = SqlView(view)
-            return self._passages(view, query) if query.chunks else self._documents(view, query)
-
-    def _hits(self, view, order, final, qvec, text, lists: Mapping[str, Mapping[int, float]],
-              chunk_keyword=None) -> list[Hit]:
-        rows = view.documents(order)
-        order = [i for i in order if i in rows]
-        rows_c, vecs_c = view.chunks_of(order, qvec.shape[0] if qvec is not None else None)
-        chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist())) \
-            if qvec is not None else {}
-        if chunk_keyword is None:
-            chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
-        best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.settings.rrf_k)
-        hits = []
-        for rank, doc_id in enumerate(order, 1):
-            row = rows[doc_id]
-            passage = None
-            scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
-            if doc_id in best:
-                chunk = best[doc_id]
-                score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
-                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                                  chunk.char_end, score, chunk.id)
-                if chunk.id in chunk_dense:
-                    scores["chunk"] = chunk_dense[chunk.id]
-            hits.append(self._hit(rank, final[doc_id], row, passage, scores))
-        return hits
 
 
 def make_config(folder: str, ann_type: str = "flat") -> Config:

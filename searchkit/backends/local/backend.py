@@ -33,6 +33,9 @@ from .store import DB_NAME, Store, creatable
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
+# Runs of consecutive chunk ids one keyword statement filters on (a document's chunks are one
+# run); beyond this many, the statement joins ``chunks`` by document id instead.
+MAX_RANGES = 200
 # Generations whose chunk tables readers keep (a snapshot may lag the newest commit by one).
 KEEP_CHUNK_TABLES = 2
 
@@ -231,6 +234,12 @@ class LocalReadView:
         match = fts_query(text)
         if match is None:
             return {}
+        table = self._chunk_table() if doc_ids is not None else None
+        if table is not None:
+            ids = np.sort(table.columns[table.of_documents(doc_ids), 0])
+            ranges = id_runs(ids)
+            if len(ranges) <= MAX_RANGES:
+                return dict(self.store.keyword_chunks_in(match, ranges)[:limit])
         return self.store.keyword_chunks(match, doc_ids, limit,
                                          where_sql(filters) if filters else None)
 
@@ -296,6 +305,16 @@ class LocalReadView:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
+
+
+def id_runs(ids: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted distinct ids as inclusive runs of consecutive ids: [3, 4, 5, 9] → [(3, 5), (9, 9)]."""
+    if not len(ids):
+        return []
+    breaks = np.flatnonzero(np.diff(ids) != 1)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(ids) - 1]])
+    return list(zip(ids[starts].tolist(), ids[ends].tolist()))
 
 
 class _RowsOnly:

@@ -465,6 +465,23 @@ class Store:
         # Best first across batches (a stable sort keeps one batch's own order).
         return [(int(i), int(d), float(s)) for i, d, s in sorted(rows, key=lambda r: -r[2])]
 
+    def keyword_chunks_in(self, match: str, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, float]]:
+        """``(chunk id, BM25)`` of the matching chunks whose ids lie in the inclusive
+        ``ranges``, best first: :meth:`keyword_chunks_of` for chunk ids already known.
+
+        One FTS5 cursor, filtered by rowid: no join to ``chunks`` per matching row, which is
+        what made the per-document form cost 20-40 ms on git_whatis (BENCHMARKS.md, "Warm
+        query latency"). BM25 needs the corpus-wide statistics either way.
+        """
+        if not ranges:
+            return []
+        cond = " OR ".join("rowid BETWEEN ? AND ?" for _ in ranges)
+        rows = self.db.execute(
+            "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+            f"AND ({cond}) ORDER BY bm25(chunks_fts)",
+            [match, *(int(v) for pair in ranges for v in pair)]).fetchall()
+        return [(int(i), float(s)) for i, s in rows]
+
     def filtered_ids(self, where: tuple[str, list[Any]], table: str = "documents") -> np.ndarray:
         """Ids of the documents (or of their chunks) that pass an SQL condition on ``documents d``."""
         sql, params = where

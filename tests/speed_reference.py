@@ -1,0 +1,76 @@
+"""The read path before issue 20, kept as the reference the fast path must equal
+(tests/test_speed_equivalence.py) and as the "before" side of benchmarks/bench_warm.py:
+every chunk row, vector blob and chunk BM25 read from SQLite per query, one row object per
+chunk, passages chosen by :func:`ranking.best_passages`."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from searchkit.hits import Hit, Passage
+from searchkit.retrieval import ranking
+from searchkit.retrieval.searcher import Searcher
+
+
+class SqlView:
+    """The local read view with every chunk read from SQLite, as before the chunk table."""
+
+    def __init__(self, view):
+        self._view = view
+
+    def __getattr__(self, name):
+        if name == "chunk_spans":
+            raise AttributeError(name)   # the generic path of base.chunk_spans
+        return getattr(self._view, name)
+
+    def keyword_chunks(self, text, doc_ids=None, limit=None, filters=None):
+        from searchkit.backends.local.sql import fts_query, where_sql
+        match = fts_query(text)
+        if match is None:
+            return {}
+        return self._view.store.keyword_chunks(match, doc_ids, limit,
+                                               where_sql(filters) if filters else None)
+
+    def chunks(self, ids):
+        return self._view.store.chunks(list(ids))
+
+    def chunks_of(self, doc_ids, dim=None):
+        doc_ids = list(doc_ids)
+        if dim is None:
+            return self._view.store.chunk_rows(doc_ids), None
+        return self._view.store.chunks_of(doc_ids, dim)
+
+
+class ReferenceSearcher(Searcher):
+    """The previous assembly of hits: one row object per chunk, passages by
+    :func:`ranking.best_passages`."""
+
+    def run(self, query):
+        with self.backend.snapshot() as view:
+            view = SqlView(view)
+            return self._passages(view, query) if query.chunks else self._documents(view, query)
+
+    def _hits(self, view, order, final, qvec, text, lists: Mapping[str, Mapping[int, float]],
+              chunk_keyword=None) -> list[Hit]:
+        rows = view.documents(order)
+        order = [i for i in order if i in rows]
+        rows_c, vecs_c = view.chunks_of(order, qvec.shape[0] if qvec is not None else None)
+        chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist())) \
+            if qvec is not None else {}
+        if chunk_keyword is None:
+            chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
+        best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.settings.rrf_k)
+        hits = []
+        for rank, doc_id in enumerate(order, 1):
+            row = rows[doc_id]
+            passage = None
+            scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
+            if doc_id in best:
+                chunk = best[doc_id]
+                score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
+                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
+                                  chunk.char_end, score, chunk.id)
+                if chunk.id in chunk_dense:
+                    scores["chunk"] = chunk_dense[chunk.id]
+            hits.append(self._hit(rank, final[doc_id], row, passage, scores))
+        return hits
