@@ -41,6 +41,20 @@ class SqlView:
         return self._view.store.chunks_of(doc_ids, dim)
 
 
+def best_chunks(qvec, rows, vectors) -> dict[int, tuple[float, object]]:
+    """``doc_id → (score, chunk row)`` of each document's highest-scoring chunk (the previous
+    per-row loop of late reranking)."""
+    if not len(rows):
+        return {}
+    scores = vectors @ qvec
+    best: dict[int, tuple[float, object]] = {}
+    for row, score in zip(rows, scores):
+        current = best.get(row.doc_id)
+        if current is None or score > current[0]:
+            best[row.doc_id] = (float(score), row)
+    return best
+
+
 class ReferenceSearcher(Searcher):
     """The previous assembly of hits: one row object per chunk, passages by
     :func:`ranking.best_passages`."""
@@ -49,6 +63,10 @@ class ReferenceSearcher(Searcher):
         with self.backend.snapshot() as view:
             view = SqlView(view)
             return self._passages(view, query) if query.chunks else self._documents(view, query)
+
+    def _best_chunk_scores(self, view, qvec, doc_ids):
+        rows_c, vecs_c = view.chunks_of(list(doc_ids), qvec.shape[0])
+        return {d: s for d, (s, _) in best_chunks(qvec, rows_c, vecs_c).items()}
 
     def _hits(self, view, order, final, qvec, text, lists: Mapping[str, Mapping[int, float]],
               chunk_keyword=None) -> list[Hit]:

@@ -11,17 +11,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
-def best_chunks(qvec: np.ndarray, rows: Sequence, vectors: np.ndarray) -> dict[int, tuple[float, object]]:
-    """``doc_id → (score, chunk row)`` of each document's highest-scoring chunk."""
-    if not len(rows):
+def best_chunk_scores(doc_ids: np.ndarray, scores: np.ndarray) -> dict[int, float]:
+    """``doc_id → score`` of each document's highest-scoring chunk (chunks grouped by document)."""
+    if not len(doc_ids):
         return {}
-    scores = vectors @ qvec
-    best: dict[int, tuple[float, object]] = {}
-    for row, score in zip(rows, scores):
-        current = best.get(row.doc_id)
-        if current is None or score > current[0]:
-            best[row.doc_id] = (float(score), row)
-    return best
+    starts = np.concatenate([[0], np.flatnonzero(doc_ids[1:] != doc_ids[:-1]) + 1])
+    return dict(zip(doc_ids[starts].tolist(), np.maximum.reduceat(scores, starts).tolist()))
 
 
 def late_rerank(doc_scores: Mapping[int, float], chunk_scores: Mapping[int, float],

@@ -108,10 +108,8 @@ class Searcher:
             lists["dense"] = view.vector_search("documents", qvec, depth, filters)
             # Adaptive fusion weighs the best late chunk as a list of its own.
             if query.rerank == "late" and not adaptive:
-                rows_c, vecs_c = view.chunks_of(list(lists["dense"]), qvec.shape[0])
-                best = ranking.best_chunks(qvec, rows_c, vecs_c)
-                lists["late"] = ranking.late_rerank(
-                    lists["dense"], {d: s for d, (s, _) in best.items()}, settings.chunk_weight)
+                lists["late"] = ranking.late_rerank(lists["dense"], self._best_chunk_scores(
+                    view, qvec, lists["dense"]), settings.chunk_weight)
         if mode != "dense":
             lists["keyword"] = view.keyword_documents(text, depth, filters) if text else {}
         vector = lists.get("late", lists.get("dense", {}))
@@ -127,6 +125,12 @@ class Searcher:
             final = vector if mode == "dense" else lists["keyword"]
         order = sorted(final, key=lambda i: -final[i])[:k]
         return self._hits(view, order, final, qvec, text, lists, chunk_keyword)
+
+    def _best_chunk_scores(self, view: ReadView, qvec: np.ndarray,
+                           doc_ids: Mapping[int, float]) -> dict[int, float]:
+        """``doc id → cosine`` of each document's best chunk (all its chunks, one matrix product)."""
+        spans = chunk_spans(view, doc_ids=doc_ids, dim=qvec.shape[0])
+        return ranking.best_chunk_scores(spans.doc_ids, spans.vectors @ qvec)
 
     def _adaptive(self, view: ReadView, lists: Mapping[str, Mapping[int, float]],
                   text: str | None, depth: int, k: int) -> tuple[dict[int, float], dict[int, float]]:
