@@ -153,6 +153,8 @@ def test_default_finds_needles_and_paraphrases(mixed_index):
         assert [h.key for h in ix.search(query)] == [h.key for h in ix.search(query, fusion="adaptive")]
         for other in ("weighted", "rrf"):
             assert ix.search(query, fusion=other, k=3)
+            # Each fusion scores on its own scale (RRF: at most 2 / 61).
+            assert ix.search(query)[0].score != pytest.approx(ix.search(query, fusion=other)[0].score)
         with pytest.raises(InputError, match="adaptive, weighted, rrf"):
             ix.search(query, fusion="bogus")
 

@@ -115,9 +115,10 @@ class Searcher:
             lists["keyword"] = self.store.keyword_documents(match, depth, where) if match else {}
         vector = lists.get("late", lists.get("dense", {}))
         chunk_keyword = None
-        if adaptive and adaptive_fusion.SHIPPED.late_share > 0:
-            lists["best_chunk"] = self.best_chunk_per_document(
-                qvec, CHUNKS_PER_CANDIDATE * depth, where)
+        if adaptive:
+            if adaptive_fusion.SHIPPED.late_share > 0:
+                lists["best_chunk"] = self.best_chunk_per_document(
+                    qvec, CHUNKS_PER_CANDIDATE * depth, where)
             final, chunk_keyword = self._adaptive(lists, match, depth, k)
         elif mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], query.fusion, settings.keyword_weight,
