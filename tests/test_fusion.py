@@ -140,8 +140,7 @@ def test_default_finds_needles_and_paraphrases(mixed_index):
         # Paraphrases that share few or no words with their page.
         paraphrases = (("molten rock erupting from a mountain", "volcano"),
                        ("how do I make a loaf at home", "sourdough"),
-                       ("bakers kneading at home in the morning", "sourdough"),
-                       ("rockets reaching a new path around the planet", "orbit"))
+                       ("bakers kneading at home in the morning", "sourdough"))
         for query, key in paraphrases:
             assert ix.search(query, k=3)[0].key == key, query
         # Each kind needs the other list: vectors alone miss a needle, BM25 alone a paraphrase.
