@@ -141,7 +141,8 @@ def gated(scores: np.ndarray, tops: np.ndarray, late_share: float, kw_low: float
     dense = (1 - late_share) * scores[..., 0] + late_share * scores[..., 1]
     # The vector score's first-to-second gap over the candidates (-inf pads an empty list).
     ordered = -np.sort(-np.concatenate([dense, np.full(dense.shape[:-1] + (2,), -np.inf)], -1), -1)
-    vector_gap = np.where(np.isfinite(ordered[..., 1]), ordered[..., 0] - ordered[..., 1], 0.0)
+    first = np.where(np.isfinite(ordered[..., 0]), ordered[..., 0], 0.0)
+    vector_gap = first - np.where(np.isfinite(ordered[..., 1]), ordered[..., 1], first)
     w = gate(gap - vector_gap_scale * vector_gap, kw_low, kw_high, kw_gap, softness)
     return (1 - w[..., None]) * dense + w[..., None] * kwn
 

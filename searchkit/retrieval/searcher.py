@@ -114,9 +114,10 @@ class Searcher:
             lists["keyword"] = view.keyword_documents(text, depth, filters) if text else {}
         vector = lists.get("late", lists.get("dense", {}))
         chunk_keyword = None
-        if adaptive and adaptive_fusion.SHIPPED.late_share > 0:
-            lists["best_chunk"] = self.best_chunk_per_document(
-                view, qvec, CHUNKS_PER_CANDIDATE * depth, filters)
+        if adaptive:
+            if adaptive_fusion.SHIPPED.late_share > 0:
+                lists["best_chunk"] = self.best_chunk_per_document(
+                    view, qvec, CHUNKS_PER_CANDIDATE * depth, filters)
             final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
         elif mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], query.fusion, settings.keyword_weight,
