@@ -429,9 +429,11 @@ class Store:
         with its parameters (see :mod:`searchkit.filters`), applied before ranking.
         """
         sql, params = where or ("1", [])
+        # Without filters no row of ``documents`` is needed: the triggers keep the FTS table
+        # in step with it, and a join per matching row costs more than the ranking.
+        join = "JOIN documents d ON d.id = documents_fts.rowid " if where else ""
         rows = self.db.execute(
-            "SELECT documents_fts.rowid, -bm25(documents_fts) FROM documents_fts "
-            "JOIN documents d ON d.id = documents_fts.rowid "
+            f"SELECT documents_fts.rowid, -bm25(documents_fts) FROM documents_fts {join}"
             f"WHERE documents_fts MATCH ? AND ({sql}) ORDER BY bm25(documents_fts) LIMIT ?",
             [match, *params, int(limit)])
         return {int(i): float(s) for i, s in rows}
@@ -444,9 +446,9 @@ class Store:
         Either the chunks of ``doc_ids`` (to pick each document's passage) or the top ``limit``
         chunks of the documents passing ``where`` (passage search).
         """
-        select = ("SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
-                  "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
-                  "WHERE chunks_fts MATCH ? AND ")
+        join = ("JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
+                if where else "")
+        select = f"SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts {join}WHERE chunks_fts MATCH ? AND "
         tail = " ORDER BY bm25(chunks_fts)" + (" LIMIT ?" if limit is not None else "")
         after = [int(limit)] if limit is not None else []
         if doc_ids is None:
