@@ -29,6 +29,7 @@ from .chunking import max_span_tokens
 from .config import DEFAULT_MODEL, ChunkingConfig, Config, load_config
 from .documents import Document, record_document
 from .embedding.embedder import Embedder, ModelInfo
+from .embedding import runtime
 from .embedding.models import canonical_name
 from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStoreError,
                      InputError, ModelMismatchError)
@@ -155,16 +156,21 @@ class SearchIndex:
     @property
     def embedder(self) -> Embedder:
         """The model, loaded on first use: the recorded one for an existing index (no network)."""
+        return self._load_embedder(for_write=False)
+
+    def _load_embedder(self, for_write: bool) -> Embedder:
+        # A write may export the model to ONNX first (model.runtime auto); a query never waits for that.
         if self._embedder is None:
             info = self.model_info
             if info is None:
-                self._embedder = Embedder.load(self.config.model)
+                self._embedder = Embedder.load(self.config.model, allow_export=for_write)
             else:
                 model_config = dataclasses.replace(
                     self.config.model, window_tokens=info.window_tokens,
                     window_overlap=info.window_overlap, max_windows=info.max_windows,
-                    fallback=False)
-                self._embedder = Embedder.load(model_config, allow_download=False, name=info.name)
+                    quantize=info.quantize, fallback=False)
+                self._embedder = Embedder.load(model_config, allow_download=False, name=info.name,
+                                               allow_export=for_write)
         return self._embedder
 
     # -- writing --------------------------------------------------------------------------
@@ -257,7 +263,7 @@ class SearchIndex:
                 self.check_model(self.config.model.name)
             self.vectors.load_all()
             return
-        info = self.embedder.info
+        info = self._load_embedder(for_write=True).info
         chunking = self.config.chunking
         room = info.window_tokens - 2  # [CLS] and [SEP] around each naive chunk
         if chunking.mode == "naive" and max_span_tokens(chunking.strategy, chunking.size) > room:
@@ -287,7 +293,7 @@ class SearchIndex:
     def _indexer(self) -> Indexer:
         # One per write, not kept: it reaches back here for the model (loaded only if something
         # needs embedding), and a kept one would tie this object in a reference cycle.
-        return Indexer(self.store, self.vectors, self.config.ingest, lambda: self.embedder)
+        return Indexer(self.store, self.vectors, self.config.ingest, lambda: self._load_embedder(for_write=True))
 
     def ann(self, table: str) -> VectorIndex:
         """The FAISS index of ``documents`` or ``chunks`` for the database's current state."""
@@ -398,6 +404,21 @@ class SearchIndex:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
+
+
+def export_model(config: Config | None = None, name: str | None = None, quantize: str | None = None,
+                 force: bool = False) -> Path:
+    """Export the configured model (or ``name``) to ONNX once, for ``model.runtime`` onnx/auto.
+
+    Returns the export folder in the ONNX cache (``model.onnx_cache``). An intact export is
+    kept (``force`` makes it again); ``quantize="int8"`` (default ``model.quantize``) adds the
+    int8 graph.
+
+    Raises:
+        ModelNotFoundError, ModelError: the model cannot be found, loaded or exported.
+    """
+    config = config or load_config()
+    return runtime.export(config.model, name=name, quantize=quantize, force=force)
 
 
 def _folder_files(folder: Path) -> dict[str, int]:

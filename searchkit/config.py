@@ -47,6 +47,9 @@ class ModelConfig:
     batch_tokens: int = 8192
     trust_remote_code: bool = False
     network_timeout: float = 2.0
+    runtime: str = "auto"
+    quantize: str = "none"
+    onnx_cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class Config:
 # Settings whose value must be one of a few words; checked after every merge.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.device": ("cpu", "cuda", "mps", "auto"),
+    "model.runtime": ("auto", "torch", "onnx"),
+    "model.quantize": ("none", "int8"),
     "chunking.mode": ("late", "naive", "none"),
     "chunking.strategy": ("fixed", "sentence"),
     "ann.type": ("auto", "flat", "ivf", "hnsw"),

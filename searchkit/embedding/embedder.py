@@ -9,18 +9,15 @@ one forward pass serves both.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from ..config import ModelConfig
-from ..errors import ModelError
 from ..pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
-from . import models
+from . import models, runtime
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +35,7 @@ class ModelInfo:
     pooling: str = "mean"
     normalized: bool = True
     max_windows: int | None = None
+    quantize: str = "none"
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -57,30 +55,49 @@ class Tokens:
 ProgressFn = Callable[[int], None]
 
 
+class TokenEncoder(Protocol):
+    """What runs the model (torch_runtime.TorchEncoder, onnx_runtime.OnnxEncoder)."""
+
+    runtime: str
+    model: object  # the torch SentenceTransformer, or None
+    tokenizer: object
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    dimension: int
+    max_tokens: int
+    position_limit: int | None
+
+    def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]: ...
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+    def one_thread(self): ...
+
+
 class Embedder:
     """A loaded model plus the windowing and batching rules of an index.
 
     Build one with :meth:`Embedder.load`.
     """
 
-    def __init__(self, model, info: ModelInfo, batch_tokens: int, fallback_reason: str | None = None):
-        self.model = model
+    def __init__(self, encoder: TokenEncoder, info: ModelInfo, batch_tokens: int,
+                 fallback_reason: str | None = None):
+        self.encoder = encoder
+        self.model = encoder.model
+        self.tokenizer = encoder.tokenizer
         self.info = info
         self.batch_tokens = batch_tokens
         self.fallback_reason = fallback_reason
-        self.tokenizer = model.tokenizer
-        if not getattr(self.tokenizer, "is_fast", False):
-            raise ModelError(f"model {info.name} has no fast tokenizer; searchkit needs token offsets")
-        self._cls = self.tokenizer.cls_token_id
-        self._sep = self.tokenizer.sep_token_id
-        self._pad = self.tokenizer.pad_token_id or 0
-        if self._cls is None or self._sep is None:
-            raise ModelError(f"model {info.name}: tokenizer lacks [CLS]/[SEP] style special tokens")
+        self._cls, self._sep, self._pad = encoder.cls_id, encoder.sep_id, encoder.pad_id
+
+    @property
+    def runtime(self) -> str:
+        return self.encoder.runtime
 
     @classmethod
     def load(cls, config: ModelConfig, allow_download: bool = True,
-             name: str | None = None) -> "Embedder":
-        """Resolve and load the configured model (or ``name``), falling back if allowed.
+             name: str | None = None, allow_export: bool = False) -> "Embedder":
+        """Resolve and load the configured model (or ``name``), falling back if allowed, on the
+        runtime ``model.runtime`` picks (``allow_export``: auto mode may export it to ONNX first).
 
         Raises:
             ModelNotFoundError: the model is unavailable and fallback is off.
@@ -89,17 +106,14 @@ class Embedder:
         source = models.locate_or_fall_back(requested, config.fallback_name if config.fallback else None,
                                             config.network_timeout, allow_download)
         fallback_reason = source.fallback_reason
-        device = models.resolve_device(config.device)
-        model = models.load_folder(source.folder, device=device, trust_remote_code=config.trust_remote_code)
-        model.eval()
-        max_tokens = int(model.max_seq_length or 512)
-        window = config.window_tokens or max_tokens
-        window = min(window, _position_limit(model, window))
-        dim = _dimension(model)
-        info = ModelInfo(name=source.name, requested=requested, dimension=dim, max_tokens=max_tokens,
+        encoder = runtime.open_encoder(config, source, allow_export)
+        window = config.window_tokens or encoder.max_tokens
+        window = min(window, encoder.position_limit or window)
+        dim = encoder.dimension
+        info = ModelInfo(name=source.name, requested=requested, dimension=dim, max_tokens=encoder.max_tokens,
                          window_tokens=window, window_overlap=config.window_overlap,
-                         max_windows=config.max_windows)
-        embedder = cls(model, info, config.batch_tokens, fallback_reason)
+                         max_windows=config.max_windows, quantize=config.quantize)
+        embedder = cls(encoder, info, config.batch_tokens, fallback_reason)
         if fallback_reason:
             log.warning("!! %s; USING THE BUNDLED OFFLINE MODEL %s instead (%d-d, %d-token windows). "
                         "Set model.fallback: false to make this an error.",
@@ -110,13 +124,7 @@ class Embedder:
 
     def tokenize(self, text: str) -> Tokens:
         """Content tokens of a whole text (no special tokens, no truncation) with offsets."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                                 return_attention_mask=False, return_token_type_ids=False,
-                                 truncation=False, verbose=False)
-        return Tokens(np.asarray(enc["input_ids"], dtype=np.int64),
-                      np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2))
+        return Tokens(*self.encoder.tokenize(text))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -161,33 +169,26 @@ class Embedder:
         toks = [self.tokenize(q).ids[: self.info.window_tokens - SPECIAL_TOKENS] for q in queries]
         if len(toks) != 1:
             return self.embed_pieces(toks)
-        with _one_thread():
+        with self.encoder.one_thread():
             return self.embed_pieces(toks)
 
     def _forward_pieces(self, pieces: Sequence[np.ndarray], progress: ProgressFn | None) -> list[np.ndarray]:
         """Token embeddings of ``[CLS] piece [SEP]`` for each piece, batched by token budget."""
-        import torch
-
         order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
         results: list[np.ndarray] = [None] * len(pieces)  # type: ignore[list-item]
-        module = self.model[0]
-        device = self.model.device
         batch: list[int] = []
 
         def run(batch: list[int]) -> None:
             longest = len(pieces[batch[-1]]) + SPECIAL_TOKENS
-            ids = torch.full((len(batch), longest), self._pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), longest), dtype=torch.long)
+            ids = np.full((len(batch), longest), self._pad, dtype=np.int64)
+            mask = np.zeros((len(batch), longest), dtype=np.int64)
             for row, i in enumerate(batch):
                 n = len(pieces[i]) + SPECIAL_TOKENS
                 ids[row, 0] = self._cls
-                ids[row, 1:n - 1] = torch.from_numpy(np.asarray(pieces[i], dtype=np.int64))
+                ids[row, 1:n - 1] = pieces[i]
                 ids[row, n - 1] = self._sep
                 mask[row, :n] = 1
-            features = {"input_ids": ids.to(device), "attention_mask": mask.to(device),
-                        "token_type_ids": torch.zeros_like(ids).to(device)}
-            with torch.inference_mode():
-                out = module(features)["token_embeddings"].float().cpu().numpy()
+            out = self.encoder.forward(ids, mask)
             for row, i in enumerate(batch):
                 results[i] = out[row, : len(pieces[i]) + SPECIAL_TOKENS]
             if progress is not None:
@@ -202,39 +203,3 @@ class Embedder:
         if batch:
             run(batch)
         return results
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread for the block (a single query: a few dozen tokens).
-
-    Splitting so small an input across threads gains nothing, and on busy cores waiting for
-    the other threads made one query 14x slower (BENCHMARKS.md, "Query latency").
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _dimension(model) -> int:
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    dim = getter()
-    if not dim:
-        raise ModelError("model does not report its embedding dimension")
-    return int(dim)
-
-
-def _position_limit(model, default: int) -> int:
-    """The longest input the first module accepts (BERT position tables cap it)."""
-    config = getattr(getattr(model[0], "auto_model", None), "config", None)
-    if config is not None and getattr(config, "position_embedding_type", "absolute") == "absolute":
-        return int(getattr(config, "max_position_embeddings", default))
-    return default
