@@ -335,7 +335,8 @@ def model_group() -> None:
 
 @model_group.command("export")
 @functools.partial(common_options, with_index=False)
-@click.option("--model", default=None, help="Model to export (setting model.name).")
+@click.option("--model", default=None,
+              help="Model to export (default: setting model.name, or its fallback as `index` would use).")
 @click.option("--quantize", type=click.Choice(["none", "int8"]), default=None,
               help="Also make the int8 graph (setting model.quantize).")
 @click.option("--force", is_flag=True, help="Export again even if an intact export is cached.")
@@ -347,8 +348,8 @@ def model_export_cmd(config_file, settings, quiet, model, quantize, force):
     ~/.cache/searchkit/onnx), keyed by the model's files; an intact export is kept.
     """
     _setup_logging(quiet)
-    config = build_config(None, config_file, settings, **{"model.name": model, "model.quantize": quantize})
-    click.echo(f"exported: {export_model(config, force=force)}")
+    config = build_config(None, config_file, settings, **{"model.quantize": quantize})
+    click.echo(f"exported: {export_model(config, name=model, force=force)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -121,7 +121,11 @@ def _quantize(fp32: bytes) -> bytes:
     with tempfile.TemporaryDirectory(prefix="searchkit-int8-") as tmp:
         src, dst = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
         src.write_bytes(fp32)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        logging.disable(logging.WARNING)  # its advice to pre-process goes to the root logger
+        try:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         return dst.read_bytes()
 
 

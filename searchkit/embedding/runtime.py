@@ -68,10 +68,10 @@ def open_encoder(config: ModelConfig, source: models.ModelSource, allow_export: 
 
 def export(config: ModelConfig, name: str | None = None, quantize: str | None = None,
            force: bool = False):
-    """Export the configured model (or ``name``, with the configured fallback) to the ONNX cache,
-    unless an intact export is there; returns the export folder (see ``export.export_source``)."""
-    source = models.locate_or_fall_back(name or config.name, config.fallback_name if config.fallback else None,
-                                        config.network_timeout)
+    """Export ``name``, else the configured model (with its fallback, as an index build would
+    use it), to the ONNX cache unless an intact export is there; returns the export folder."""
+    fallback = config.fallback_name if config.fallback and name is None else None
+    source = models.locate_or_fall_back(name or config.name, fallback, config.network_timeout)
     if source.fallback_reason:
         log.warning("!! %s; exporting the bundled offline model %s instead", source.fallback_reason, source.name)
     quantize = quantize or config.quantize
