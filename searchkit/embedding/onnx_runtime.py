@@ -73,6 +73,9 @@ class OnnxEncoder:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
+            # "extended", not "all": the layout passes of "all" added 0.3 s to making a session
+            # (a cold query's share) for no speed on these models (BENCHMARKS.md, "Runtimes").
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             try:
                 self._sessions[threads] = ort.InferenceSession(
                     str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
