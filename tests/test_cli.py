@@ -161,7 +161,7 @@ def test_query_modes_and_filters(run, corpus, tmp_path):
     assert run("index", corpus, "--index", ix, *MINILM).exit_code == 0
     for mode in ("dense", "keyword", "hybrid"):
         data = json.loads(run("query", "Vesuvius Pompeii", "--index", ix, "--mode", mode,
-                              "--json", "-k", "2").output)
+                              "--json", "-k", "2").stdout)
         assert data["mode"] == mode and data["hits"][0]["path"].endswith("volcano.txt"), mode
     result = run("query", "Sicilian", "--index", ix, "--mode", "keyword")
     assert result.exit_code == 0 and "chess.html" in result.output and " 2. " not in result.output
