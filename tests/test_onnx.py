@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from searchkit import ConfigError, SearchIndex
 from searchkit.cli import main
 from searchkit.config import ChunkingConfig, Config, ModelConfig, load_config
-from searchkit.documents import record_document
+from searchkit.ingest.documents import record_document
 from searchkit.embedding import onnx_cache, onnx_runtime, runtime
 from searchkit.embedding.embedder import Embedder
-from searchkit.ingest import embed_documents
+from searchkit.ingest.embedding_pass import embed_documents
 from tests.jina_fixtures import write_tiny_jina_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from ..config import ModelConfig
-from ..pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
 from . import models, runtime
+from .pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
 
 log = logging.getLogger(__name__)
 
