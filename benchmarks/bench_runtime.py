@@ -9,9 +9,15 @@
   the bare model (``SentenceTransformer.encode``, batch 32, of the very windows searchkit
   feeds, cut before the clock starts); rotating order, ratios paired per repeat.
 
+- ``cross`` (with ``--cross-index DIR --cross-set NAME``): every query of an eval set on an
+  existing index (say one ``searchkit eval --work-dir`` built on torch; copy it first, reading
+  may tidy its files) with the torch and the ONNX fp32 runtime: how many top-10 rankings
+  differ, and the largest score difference (dense, and dense with late rerank).
+
 Models are exported to a temporary ONNX cache first (not timed).
 
     HF_HUB_OFFLINE=1 nice -n 5 python3 benchmarks/bench_runtime.py [--repeats 5] [--docs 60] [--only cold,warm,ingest]
+    HF_HUB_OFFLINE=1 nice -n 5 python3 benchmarks/bench_runtime.py --only cross --cross-index COPY --cross-set git_whatis
 """
 
 from __future__ import annotations
@@ -108,6 +114,23 @@ def ingest(embedders: dict[str, Embedder], args, tmp: Path) -> dict:
         {"docs": len(records), "content_tokens": tokens}
 
 
+def cross(index: Path, dataset: str, cache: Path) -> dict:
+    queries = common.eval_queries(dataset)
+    out = {}
+    for kw in ({"mode": "dense"}, {"mode": "dense", "rerank": "late"}):
+        ranked = {}
+        for name in ("torch", "onnx"):
+            config = Config(index=str(index), model=ModelConfig(runtime=name, onnx_cache=str(cache)))
+            with searchkit.SearchIndex.open(config=config) as ix:
+                assert ix.embedder.runtime == name
+                ranked[name] = [[(h.key, h.score) for h in ix.search(q, k=10, **kw)] for q in queries]
+        differ = sum([k for k, _ in a] != [k for k, _ in b] for a, b in zip(ranked["torch"], ranked["onnx"]))
+        diff = max(abs(x[1] - y[1]) for a, b in zip(ranked["torch"], ranked["onnx"]) for x, y in zip(a, b))
+        out["+".join(f"{k}={v}" for k, v in kw.items())] = {"queries": len(queries), "rankings_differ": differ,
+                                                            "max_score_diff": diff}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5, help="cold-query rounds")
@@ -115,16 +138,20 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=60)
     ap.add_argument("--queries", type=int, default=193)
     ap.add_argument("--only", default="cold,warm,ingest")
+    ap.add_argument("--cross-index", type=Path, default=None)
+    ap.add_argument("--cross-set", default="git_whatis")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="searchkit-runtime-"))
     cache = tmp / "onnx-cache"
     model = ModelConfig(name="all-MiniLM-L6-v2", onnx_cache=str(cache))
-    runtime.export(model, quantize="int8")
+    runtime.export(model, quantize="int8" if parts & {"warm", "ingest"} else "none")
     result = {"machine": common.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(result["machine"], file=sys.stderr)
     try:
+        if "cross" in parts:
+            result["cross"] = cross(args.cross_index, args.cross_set, cache)
         if "cold" in parts:
             result["cold"] = cold(args, cache, tmp)
         if parts & {"warm", "ingest"}:

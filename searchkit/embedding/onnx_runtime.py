@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -53,7 +54,7 @@ class OnnxEncoder:
 
     def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``(B, L, D)`` float32 token embeddings of ``ids`` and ``mask``, both ``(B, L)`` int64."""
-        session = self._session(1 if self._single else 0)
+        session = self._session(1 if self._single else _default_threads())
         return session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
     @contextlib.contextmanager
@@ -82,6 +83,15 @@ class OnnxEncoder:
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
                 raise ModelError(f"ONNX Runtime cannot load {self.path}: {exc}".splitlines()[0]) from None
         return self._sessions[threads]
+
+
+def _default_threads() -> int:
+    """OMP_NUM_THREADS when set (torch follows it too, so both runtimes share one knob), else 0:
+    ONNX Runtime's own choice, one thread per physical core."""
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "0")))
+    except ValueError:
+        return 0
 
 
 def open_export(model_folder: Path, cache: str | None, quantize: str = "none") -> OnnxEncoder | None:
