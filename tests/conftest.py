@@ -52,6 +52,15 @@ def minilm_config() -> Config:
     return Config(model=ModelConfig(name=MINILM, runtime="torch"))
 
 
+@pytest.fixture(scope="session")
+def minilm_exported() -> None:
+    """The bundled model exported to this session's ONNX cache, so child processes on the
+    default runtime (auto) start on ONNX instead of each exporting it (tests that kill a
+    process at a random moment are about the index, not the one-off export)."""
+    from searchkit.embedding import runtime
+    runtime.export(ModelConfig(name=MINILM))
+
+
 @pytest.fixture
 def config(minilm_config: Config, tmp_path: Path) -> Config:
     return dataclasses.replace(minilm_config, index=str(tmp_path / "ix"))

@@ -57,6 +57,7 @@ def run_until_killed(cmd, index, rng, trial, timeout=60.0):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("minilm_exported")
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     rng = random.Random(SEED)
     corpus, index = tmp_path / "corpus", tmp_path / "ix"
