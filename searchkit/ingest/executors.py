@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -82,12 +81,13 @@ _SPAN_FIELDS = 6  # ordinal, tok_start, tok_end, char_start, char_end, (reserved
 class EmbedActor:
     """A Ray Data map-batches worker: builds the model once, then embeds batches of texts.
 
-    Takes a pickled model factory (a callable returning an :class:`Embedder`), so it works the
-    same for the configured model and for an embedder injected into ``SearchIndex.open``.
+    Takes a model factory (a callable returning an :class:`Embedder`, shipped by Ray's
+    cloudpickle), so it works the same for the configured model and for an embedder injected
+    into ``SearchIndex.open``.
     """
 
-    def __init__(self, factory: bytes, chunking: ChunkingConfig):
-        self.embedder: Embedder = pickle.loads(factory)()
+    def __init__(self, factory: Callable[[], Embedder], chunking: ChunkingConfig):
+        self.embedder: Embedder = factory()
         self.chunking = chunking
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -164,7 +164,7 @@ class RayExecutor:
         if self.settings.gpus_per_worker:
             remote["num_gpus"] = self.settings.gpus_per_worker
         embedded = dataset.map_batches(
-            EmbedActor, fn_constructor_args=(pickle.dumps(self.factory), self.chunking),
+            EmbedActor, fn_constructor_args=(self.factory, self.chunking),
             batch_size=batch_size, batch_format="numpy",
             # Ray Data restarts an actor killed mid-run (OOM, kill -9, a lost node) and runs its
             # batch again (max_restarts and max_task_retries default to -1 for actor pools); the
