@@ -23,10 +23,9 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from ..config import ChunkingConfig, RayConfig
-from ..embedding.embedder import Embedder
+from ..embedding.protocol import TokenEmbedder
 from ..errors import ConfigError
-from ..records import Chunk, EmbeddedDocument
-from .documents import Document
+from ..records import Chunk, Document, EmbeddedDocument
 from .embedding_pass import embed_documents
 
 log = logging.getLogger("searchkit")
@@ -37,14 +36,17 @@ ProgressFn = Callable[[int], None]
 
 
 class Executor(Protocol):
-    """Embeds documents; yields ``(document, embedded or None)`` pairs in groups of at most
-    ``group`` documents, in any order. ``progress`` is called with tokens fed."""
+    """Embeds documents with the index's chunking; yields ``(document, embedded or None)``
+    pairs in groups of at most ``group`` documents, in any order. ``progress`` is called with
+    the tokens fed. ``window`` is how many documents the driver should hand over at once."""
 
-    def run(self, docs: Sequence[Document], group: int,
+    window: int
+
+    def run(self, docs: Sequence[Document], chunking: ChunkingConfig, group: int,
             progress: ProgressFn | None = None) -> Iterator[list[Result]]: ...
 
 
-def _embed(embedder: Embedder, docs: Sequence[Document], chunking: ChunkingConfig,
+def _embed(embedder: TokenEmbedder, docs: Sequence[Document], chunking: ChunkingConfig,
            progress: ProgressFn | None = None) -> list[Result]:
     """The model pass for one group: empty documents come back as None, the rest embedded."""
     tokens = [embedder.truncate(embedder.tokenize(d.text)) for d in docs]
@@ -60,17 +62,18 @@ def _embed(embedder: Embedder, docs: Sequence[Document], chunking: ChunkingConfi
 class LocalExecutor:
     """The model runs in this process, loaded on first use (``embedder`` returns it)."""
 
-    def __init__(self, embedder: Callable[[], Embedder], chunking: ChunkingConfig):
-        self.embedder = embedder
-        self.chunking = chunking
+    window = 0  # the driver's own commit batch
 
-    def run(self, docs: Sequence[Document], group: int,
+    def __init__(self, embedder: Callable[[], TokenEmbedder]):
+        self.embedder = embedder
+
+    def run(self, docs: Sequence[Document], chunking: ChunkingConfig, group: int,
             progress: ProgressFn | None = None) -> Iterator[list[Result]]:
         if not docs:
             return
         embedder = self.embedder()
         for start in range(0, len(docs), group):
-            yield _embed(embedder, docs[start:start + group], self.chunking, progress)
+            yield _embed(embedder, docs[start:start + group], chunking, progress)
 
 
 # -- Ray -----------------------------------------------------------------------------------
@@ -81,13 +84,13 @@ _SPAN_FIELDS = 6  # ordinal, tok_start, tok_end, char_start, char_end, (reserved
 class EmbedActor:
     """A Ray Data map-batches worker: builds the model once, then embeds batches of texts.
 
-    Takes a model factory (a callable returning an :class:`Embedder`, shipped by Ray's
+    Takes a model factory (a callable returning an :class:`TokenEmbedder`, shipped by Ray's
     cloudpickle), so it works the same for the configured model and for an embedder injected
     into ``SearchIndex.open``.
     """
 
-    def __init__(self, factory: Callable[[], Embedder], chunking: ChunkingConfig):
-        self.embedder: Embedder = factory()
+    def __init__(self, factory: Callable[[], TokenEmbedder], chunking: ChunkingConfig):
+        self.embedder: TokenEmbedder = factory()
         self.chunking = chunking
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -135,19 +138,22 @@ class RayExecutor:
     """The model runs in a pool of Ray actors (``ray.workers`` of them).
 
     Args:
-        factory: a picklable callable returning the index's :class:`Embedder` (called once in
-            each actor, never in the driver).
-        chunking: the index's chunking.
+        factory: a picklable callable returning the index's :class:`TokenEmbedder` (called once
+            in each actor, never in the driver).
         settings: ``ray.*`` settings (address, workers, CPUs and GPUs per worker, tokens a batch).
         dimension: the model's vector size (to decode results).
     """
 
-    factory: Callable[[], Embedder]
-    chunking: ChunkingConfig
+    factory: Callable[[], TokenEmbedder]
     settings: RayConfig
     dimension: int
 
-    def run(self, docs: Sequence[Document], group: int,
+    @property
+    def window(self) -> int:
+        # Each hand-over starts the actors (and their models) anew: hand over many documents.
+        return self.settings.window_docs
+
+    def run(self, docs: Sequence[Document], chunking: ChunkingConfig, group: int,
             progress: ProgressFn | None = None) -> Iterator[list[Result]]:
         if not docs:
             return
@@ -164,7 +170,7 @@ class RayExecutor:
         if self.settings.gpus_per_worker:
             remote["num_gpus"] = self.settings.gpus_per_worker
         embedded = dataset.map_batches(
-            EmbedActor, fn_constructor_args=(self.factory, self.chunking),
+            EmbedActor, fn_constructor_args=(self.factory, chunking),
             batch_size=batch_size, batch_format="numpy",
             # Ray Data restarts an actor killed mid-run (OOM, kill -9, a lost node) and runs its
             # batch again (max_restarts and max_task_retries default to -1 for actor pools); the
