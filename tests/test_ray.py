@@ -1,8 +1,10 @@
 """`ingest.executor: ray`: the same index as the local executor, on a real local Ray cluster.
 
-A session fixture starts a Ray head on 127.0.0.1 (`ray start --head`, 2 CPUs) and every test
-joins it through `ray.address`, as a user joins a cluster. Storage tests use the deterministic
-fake embedder; one test uses the real MiniLM to check vectors against the local executor.
+Ray binds its services to this machine's network address, not to loopback, so these tests run
+in a private network namespace whose only interface is loopback (``unshare -n``): the first
+test below re-runs this module there, and the others run only inside it. Storage tests use the
+deterministic fake embedder; one test uses the real MiniLM to compare vectors with the local
+executor.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,39 +29,40 @@ from searchkit import SearchIndex  # noqa: E402
 from searchkit.config import Config, IngestConfig, ModelConfig, RayConfig  # noqa: E402
 from searchkit.embedding.fake import FakeEmbedder  # noqa: E402
 
-from proc_helpers import child_env  # noqa: E402
+from proc_helpers import REPO, child_env  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+INSIDE = os.environ.get("SEARCHKIT_RAY_NETNS") == "1"
+inside_only = pytest.mark.skipif(not INSIDE, reason="runs in the loopback-only namespace "
+                                 "(test_ray_tests_in_a_loopback_only_network_namespace)")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 WORDS = ("river mountain forest desert ocean island valley glacier canyon meadow volcano "
          "harbor prairie tundra lagoon").split()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.mark.skipif(INSIDE, reason="this is the outer run")
+def test_ray_tests_in_a_loopback_only_network_namespace():
+    missing = [tool for tool in ("unshare", "ip") if shutil.which(tool) is None]
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"needs root and {', '.join(missing) or 'unshare/ip'} for a private network namespace")
+    env = dict(child_env(), SEARCHKIT_RAY_NETNS="1", OMP_NUM_THREADS="1")
+    inner = (f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider "
+             f"{Path(__file__).resolve()}")
+    run = subprocess.run(["unshare", "-n", "sh", "-c", inner], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=1500)
+    print(run.stdout[-6000:], run.stderr[-3000:])
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert "5 passed" in run.stdout
 
 
 @pytest.fixture(scope="module")
-def ray_address(tmp_path_factory):
-    """A Ray head on this machine for the module's tests; stopped at the end."""
-    ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    port = _free_port()
-    temp = tmp_path_factory.mktemp("ray")
-    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
-    source = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH", "")) if p)
-    subprocess.run([ray_cli, "start", "--head", "--num-cpus=2", f"--port={port}",
-                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                    "--disable-usage-stats", f"--temp-dir={temp}"],
-                   check=True, env=env, capture_output=True, timeout=180)
-    address = f"127.0.0.1:{port}"
-    yield address
-    if ray.is_initialized():
-        ray.shutdown()
-    subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+def ray_address():
+    """A local Ray cluster (2 CPUs) for the module; tests join it through ``ray.address``."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
 
 
 def _docs(n: int, seed: int = 0) -> list[dict]:
@@ -98,6 +100,7 @@ def _assert_same(a: dict, b: dict) -> None:
         assert np.abs(a[key][1] - b[key][1]).max(initial=0) <= 1e-5
 
 
+@inside_only
 def test_ray_equals_local_and_is_incremental(tmp_path, ray_address):
     records = _docs(30)
     local_cfg = _config(tmp_path / "local", ray_address, executor="local")
@@ -118,6 +121,7 @@ def test_ray_equals_local_and_is_incremental(tmp_path, ray_address):
     _assert_same(_stored(tmp_path / "local", local_cfg), _stored(tmp_path / "ray", ray_cfg))
 
 
+@inside_only
 def test_ray_files_added_skipped_removed_like_local(tmp_path, ray_address):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -141,6 +145,7 @@ def test_ray_files_added_skipped_removed_like_local(tmp_path, ray_address):
     assert reports["ray"][0][0] == 12 and reports["ray"][1][3] == 1
 
 
+@inside_only
 def test_ray_matches_local_with_the_real_model(tmp_path, ray_address):
     """Same corpus and settings with all-MiniLM-L6-v2: vectors equal within 1e-5."""
     records = [{"id": f"r{i}", "text": text} for i, text in enumerate([
@@ -165,28 +170,30 @@ def test_ray_matches_local_with_the_real_model(tmp_path, ray_address):
     assert np.abs(stored["local"][1] - stored["ray"][1]).max() <= 1e-5
 
 
+@inside_only
 def test_killed_actor_is_retried_and_every_document_stored_once(tmp_path, ray_address):
     """kill -9 on an embedding actor mid-run: Ray restarts it, the run finishes, no duplicates."""
     records = _docs(40, seed=2)
     cfg = _config(tmp_path / "ix", ray_address, workers=2)
     cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, batch_tokens=200))
     killed: list[int] = []
+    pids = tmp_path / "pids"
+    pids.mkdir()
 
     def kill_an_actor() -> None:
-        from ray.util.state import list_actors
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            for actor in list_actors(address=ray_address, filters=[("state", "=", "ALIVE")]):
-                if "EmbedActor" in (actor.class_name or "") and actor.pid:
-                    time.sleep(1.0)  # let it take a batch
-                    os.kill(actor.pid, signal.SIGKILL)
-                    killed.append(actor.pid)
-                    return
-            time.sleep(0.2)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            working = sorted(pids.iterdir())
+            if working:  # an actor is inside its first batch: kill it there
+                pid = int(working[0].name)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
 
     # SlowFake lives in this test module, which Ray workers cannot import: ship it by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    embedder = SlowFake(0.3)
+    embedder = SlowFake(0.5, pids)
     killer = threading.Thread(target=kill_an_actor, daemon=True)
     killer.start()
     with SearchIndex.open(tmp_path / "ix", cfg, create=True, embedder=embedder) as ix:
@@ -204,6 +211,7 @@ def test_killed_actor_is_retried_and_every_document_stored_once(tmp_path, ray_ad
 N_KILL = 300  # enough commits (2 documents each) for a kill to land between two of them
 
 
+@inside_only
 def test_killed_driver_leaves_an_index_the_next_run_completes(tmp_path, ray_address):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -250,12 +258,15 @@ def _documents_committed(index: Path) -> int:
 
 
 class SlowFake(FakeEmbedder):
-    """The fake embedder, slowed down so an actor can be killed while it works."""
+    """The fake embedder, slowed down so an actor can be killed while it works; each process
+    that embeds names itself by a file in ``pids`` (the actors' pids, for the test to kill)."""
 
-    def __init__(self, delay: float):
+    def __init__(self, delay: float, pids: Path):
         super().__init__()
         self.delay = delay
+        self.pids = pids
 
     def token_matrices(self, docs, window_tokens=None, progress=None):
+        (self.pids / str(os.getpid())).touch()
         time.sleep(self.delay)
         return super().token_matrices(docs, window_tokens, progress)
