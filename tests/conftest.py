@@ -20,6 +20,7 @@ _ONNX_CACHE = tempfile.TemporaryDirectory(prefix="searchkit-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _ONNX_CACHE.name
 
 from searchkit.config import Config, ModelConfig  # noqa: E402
+from searchkit.embedding.fake import FAKE_MODEL  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -53,12 +54,15 @@ def minilm_config() -> Config:
 
 
 @pytest.fixture(scope="session")
-def minilm_exported() -> None:
-    """The bundled model exported to this session's ONNX cache, so child processes on the
-    default runtime (auto) start on ONNX instead of each exporting it (tests that kill a
-    process at a random moment are about the index, not the one-off export)."""
-    from searchkit.embedding import runtime
-    runtime.export(ModelConfig(name=MINILM))
+def fake_config() -> Config:
+    """The deterministic fake embedder (searchkit.embedding.fake): for tests of storage,
+    filters, lifecycle and the CLI, where what a model understands is not the point."""
+    return Config(model=ModelConfig(name=FAKE_MODEL))
+
+
+@pytest.fixture
+def fake_index_config(fake_config: Config, tmp_path: Path) -> Config:
+    return dataclasses.replace(fake_config, index=str(tmp_path / "ix"))
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ SECONDS = 12.0
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("minilm_exported")
 def test_readers_see_consistent_answers_while_a_writer_reindexes(tmp_path):
     corpus, index = tmp_path / "corpus", tmp_path / "ix"
     corpus.mkdir()

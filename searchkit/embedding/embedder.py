@@ -10,53 +10,20 @@ one forward pass serves both.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from ..config import ModelConfig
 from . import models, runtime
 from .pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
+from .protocol import ModelInfo, ProgressFn, Tokens, truncate
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What an index records about the model that built it."""
-
-    name: str
-    requested: str
-    dimension: int
-    max_tokens: int
-    window_tokens: int
-    window_overlap: int
-    pooling: str = "mean"
-    normalized: bool = True
-    max_windows: int | None = None
-    quantize: str = "none"
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """A document's content token ids and each token's character span in the text."""
-
-    ids: np.ndarray       # (n,) int64
-    offsets: np.ndarray   # (n, 2) int64
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-ProgressFn = Callable[[int], None]
-
-
 class TokenEncoder(Protocol):
-    """What runs the model (torch_runtime.TorchEncoder, onnx_runtime.OnnxEncoder)."""
+    """What runs the model: ``torch_runtime.TorchEncoder`` or ``onnx_runtime.OnnxEncoder``."""
 
     runtime: str
     model: object  # the torch SentenceTransformer, or None
@@ -69,8 +36,9 @@ class TokenEncoder(Protocol):
     position_limit: int | None
 
     def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]: ...
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
-    def one_thread(self): ...
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray, single: bool = False) -> np.ndarray:
+        """``(B, L, D)`` token embeddings; ``single``: on one thread (one query)."""
 
 
 class Embedder:
@@ -126,19 +94,9 @@ class Embedder:
         """Content tokens of a whole text (no special tokens, no truncation) with offsets."""
         return Tokens(*self.encoder.tokenize(text))
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize(text))
-
     def truncate(self, tokens: Tokens) -> Tokens:
         """The tokens the index embeds: all of them, or those of the first ``max_windows`` windows."""
-        limit = self.info.max_windows
-        if limit is None:
-            return tokens
-        plan = plan_windows(len(tokens), self.info.window_tokens, self.info.window_overlap)
-        if len(plan) <= limit:
-            return tokens
-        end = plan[limit - 1].end
-        return Tokens(tokens.ids[:end], tokens.offsets[:end])
+        return truncate(tokens, self.info)
 
     # -- forward passes -------------------------------------------------------------------
 
@@ -160,19 +118,22 @@ class Embedder:
 
     def embed_pieces(self, pieces: Sequence[np.ndarray], progress: ProgressFn | None = None) -> np.ndarray:
         """Mean-pooled, normalised vector of each token sequence embedded on its own (one window each)."""
-        outs = self._forward_pieces(pieces, progress)
+        return self._pool(self._forward_pieces(pieces, progress))
+
+    def _pool(self, outs: list[np.ndarray]) -> np.ndarray:
         return normalize(np.stack([o.mean(axis=0) for o in outs])) if outs else \
             np.zeros((0, self.info.dimension), dtype=np.float32)
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Normalised query vectors, through the same token path as documents (truncated to one window)."""
         toks = [self.tokenize(q).ids[: self.info.window_tokens - SPECIAL_TOKENS] for q in queries]
-        if len(toks) != 1:
-            return self.embed_pieces(toks)
-        with self.encoder.one_thread():
-            return self.embed_pieces(toks)
+        # A single query is a few dozen tokens: splitting it across threads gains nothing,
+        # and on busy cores waiting for the other threads made one query 14x slower
+        # (BENCHMARKS.md, "Query latency").
+        return self._pool(self._forward_pieces(toks, None, single=len(toks) == 1))
 
-    def _forward_pieces(self, pieces: Sequence[np.ndarray], progress: ProgressFn | None) -> list[np.ndarray]:
+    def _forward_pieces(self, pieces: Sequence[np.ndarray], progress: ProgressFn | None,
+                        single: bool = False) -> list[np.ndarray]:
         """Token embeddings of ``[CLS] piece [SEP]`` for each piece, batched by token budget."""
         order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
         results: list[np.ndarray] = [None] * len(pieces)  # type: ignore[list-item]
@@ -188,7 +149,7 @@ class Embedder:
                 ids[row, 1:n - 1] = pieces[i]
                 ids[row, n - 1] = self._sep
                 mask[row, :n] = 1
-            out = self.encoder.forward(ids, mask)
+            out = self.encoder.forward(ids, mask, single)
             for row, i in enumerate(batch):
                 results[i] = out[row, : len(pieces[i]) + SPECIAL_TOKENS]
             if progress is not None:
@@ -203,3 +164,4 @@ class Embedder:
         if batch:
             run(batch)
         return results
+

@@ -8,11 +8,10 @@ windows, pooling and late chunking stay in :class:`~searchkit.embedding.embedder
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -41,7 +40,7 @@ class OnnxEncoder:
         self.max_tokens = manifest.max_tokens
         self.position_limit = manifest.position_limit
         self._sessions: dict[int, ort.InferenceSession] = {}
-        self._single = False
+        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"onnx ({'int8' if self.quantize == 'int8' else 'fp32'}, {self.path})"
@@ -52,37 +51,32 @@ class OnnxEncoder:
         return (np.asarray(enc.ids, dtype=np.int64),
                 np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2))
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """``(B, L, D)`` float32 token embeddings of ``ids`` and ``mask``, both ``(B, L)`` int64."""
-        session = self._session(1 if self._single else _default_threads())
+    def forward(self, ids: np.ndarray, mask: np.ndarray, single: bool = False) -> np.ndarray:
+        """``(B, L, D)`` float32 token embeddings of ``ids`` and ``mask``, both ``(B, L)`` int64;
+        ``single``: on a one-thread session (a single query). Safe from several threads."""
+        session = self._session(1 if single else _default_threads())
         return session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-
-    @contextlib.contextmanager
-    def one_thread(self) -> Iterator[None]:
-        """Run the block on a one-thread session (a single query: see Embedder.encode_queries)."""
-        before, self._single = self._single, True
-        try:
-            yield
-        finally:
-            self._single = before
 
     def _session(self, threads: int) -> ort.InferenceSession:
         # Two sessions at most, each made on first use: the query path never pays for the
         # multi-threaded one, nor ingest for the single-threaded one.
-        if threads not in self._sessions:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            # "extended", not "all": the layout passes of "all" added 0.3 s to making a session
-            # (a cold query's share) for no speed on these models (BENCHMARKS.md, "Runtimes").
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            try:
-                self._sessions[threads] = ort.InferenceSession(
-                    str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-                raise ModelError(f"ONNX Runtime cannot load {self.path}: {exc}".splitlines()[0]) from None
+        with self._lock:
+            if threads not in self._sessions:
+                self._sessions[threads] = self._new_session(threads)
         return self._sessions[threads]
+
+    def _new_session(self, threads: int) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # "extended", not "all": the layout passes of "all" added 0.3 s to making a session
+        # (a cold query's share) for no speed on these models (BENCHMARKS.md, "Runtimes").
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise ModelError(f"ONNX Runtime cannot load {self.path}: {exc}".splitlines()[0]) from None
 
 
 def _default_threads() -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import threading
 import warnings
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ class TorchEncoder:
         self.max_tokens = int(model.max_seq_length or 512)
         self.position_limit = _position_limit(model)
         self.dimension = _dimension(model)
+        _default_threads()  # torch's own count, read before any thread changes it
 
     def describe(self) -> str:
         return f"torch ({self.model.device})"
@@ -44,8 +45,10 @@ class TorchEncoder:
         return (np.asarray(enc["input_ids"], dtype=np.int64),
                 np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2))
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """``(B, L, D)`` float32 token embeddings of ``ids`` and ``mask``, both ``(B, L)`` int64."""
+    def forward(self, ids: np.ndarray, mask: np.ndarray, single: bool = False) -> np.ndarray:
+        """``(B, L, D)`` float32 token embeddings of ``ids`` and ``mask``, both ``(B, L)`` int64;
+        ``single``: on one thread (a single query)."""
+        _use_threads(1 if single else _default_threads())
         device = self.model.device
         ids_t = torch.from_numpy(ids).to(device)
         features = {"input_ids": ids_t, "attention_mask": torch.from_numpy(mask).to(device),
@@ -53,22 +56,22 @@ class TorchEncoder:
         with torch.inference_mode():
             return self.model[0](features)["token_embeddings"].float().cpu().numpy()
 
-    @contextlib.contextmanager
-    def one_thread(self) -> Iterator[None]:
-        """Run torch on one thread for the block (a single query: a few dozen tokens).
 
-        Splitting so small an input across threads gains nothing, and on busy cores waiting for
-        the other threads made one query 14x slower (BENCHMARKS.md, "Query latency").
-        """
-        before = torch.get_num_threads()
-        if before == 1:
-            yield
-            return
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+# torch's intra-op threads of each thread that runs the model. Set only when a thread moves
+# between single queries (one thread) and batches (all of them), never per call: a thread
+# that serves queries sets it once. torch keeps the setting per OpenMP thread.
+_threads = threading.local()
+
+
+@functools.cache
+def _default_threads() -> int:
+    return torch.get_num_threads()
+
+
+def _use_threads(n: int) -> None:
+    if getattr(_threads, "n", None) != n:
+        torch.set_num_threads(n)
+        _threads.n = n
 
 
 def _dimension(model) -> int:
