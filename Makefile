@@ -9,7 +9,7 @@ DEMO_INDEX := .demo-index
 # the install names it (scripts/torch_pin.py), elsewhere pip installs its default build.
 TORCH_VERSION := 2.13.0
 TORCH_PIN = $(shell $(BIN)/python scripts/torch_pin.py $(TORCH_VERSION))
-PIP := $(BIN)/python -m pip install --disable-pip-version-check
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # Tests never reach the Hugging Face hub; set either variable to override.
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -26,6 +26,7 @@ $(BIN)/python:
 
 # The stamps make a second run skip pip; they are newer than pyproject.toml until it changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "Installing searchkit into $(VENV) (the first time: a few minutes, PyTorch is large)"
 	$(PIP) -e . $(TORCH_PIN)
 	touch $@
 
@@ -59,10 +60,10 @@ test: $(VENV)/.installed-test  ## Install with the test extras into .venv and ru
 
 lint: $(VENV)/.installed-test  ## ruff check, and check that README.md's command reference matches --help
 	$(BIN)/ruff check .
-	$(BIN)/cog --check README.md
+	$(BIN)/cog -I . --check README.md
 
 cog: $(VENV)/.installed-test  ## Regenerate README.md's command reference from --help
-	$(BIN)/cog -r README.md
+	$(BIN)/cog -I . -r README.md
 
 clean:  ## Remove .venv and .demo-index
 	rm -rf $(VENV) $(DEMO_INDEX)
