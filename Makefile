@@ -41,15 +41,14 @@ demo: $(VENV)/.installed  ## Install into .venv, index sample_corpus/ into .demo
 	$(BIN)/searchkit query "emancipation of slaves during the civil war" --index $(DEMO_INDEX) -k 3
 	@echo; echo "== keyword only (BM25; the model is not loaded)"
 	$(BIN)/searchkit query "gold standard" --mode keyword --index $(DEMO_INDEX) -k 3
-	@echo; echo "== filters: Markdown front matter and path globs, applied before ranking"
+	@echo; echo "== filters, applied before ranking: Markdown front matter, path globs"
 	$(BIN)/searchkit query "the war" --where 'year>=1900' --index $(DEMO_INDEX) -k 3
-	$(BIN)/searchkit query "railways and canals" --path '*/19th-century/*' --index $(DEMO_INDEX) -k 3
-	@echo; echo "== passages straight from the chunk index, one per document"
-	$(BIN)/searchkit query "who spoke about the gold standard" --chunks --distinct --index $(DEMO_INDEX) -k 3
+	$(BIN)/searchkit query "railways and canals" --mode keyword --path '*/19th-century/*' --index $(DEMO_INDEX) -k 3
 	@echo
 	@echo "Next, try:"
 	@echo "  $(BIN)/searchkit query \"your question\" --index $(DEMO_INDEX) --json"
-	@echo "  $(BIN)/searchkit query --help        # modes, filters, reranking"
+	@echo "  $(BIN)/searchkit query \"who spoke about the gold standard\" --chunks --index $(DEMO_INDEX)"
+	@echo "  $(BIN)/searchkit query --help        # modes, filters, reranking, passages"
 	@if $(BIN)/searchkit serve --help >/dev/null 2>&1; then \
 	  echo "  $(BIN)/searchkit serve --index $(DEMO_INDEX)   # the HTTP API over this index"; fi
 	@echo "  $(BIN)/searchkit index PATH...        # your own folders (into .searchkit by default)"
