@@ -64,8 +64,9 @@ GRAPH = {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def test_the_graph_covers_the_package():
-    assert {"searchkit.api", "searchkit.retrieval.searcher", "searchkit.ingest.pipeline", "searchkit.backends.local.store",
-            "searchkit.backends.local.caches", "searchkit.embedding.embedder", "searchkit.cli"} <= set(GRAPH)
+    assert {"searchkit.api", "searchkit.retrieval.searcher", "searchkit.ingest.pipeline",
+            "searchkit.backends.local.store", "searchkit.backends.local.caches",
+            "searchkit.embedding.embedder", "searchkit.cli"} <= set(GRAPH)
     assert "searchkit.backends.local.store" in GRAPH["searchkit.backends.local.caches"]
     assert "searchkit.retrieval.ranking" in GRAPH["searchkit.retrieval.searcher"]   # ``from . import ranking``
 
