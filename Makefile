@@ -43,7 +43,7 @@ demo: $(VENV)/.installed  ## Install into .venv, index sample_corpus/ into .demo
 	$(BIN)/searchkit query "gold standard" --mode keyword --index $(DEMO_INDEX) -k 3
 	@echo; echo "== filters, applied before ranking: Markdown front matter, path globs"
 	$(BIN)/searchkit query "the war" --where 'year>=1900' --index $(DEMO_INDEX) -k 3
-	$(BIN)/searchkit query "railways and canals" --mode keyword --path '*/19th-century/*' --index $(DEMO_INDEX) -k 3
+	$(BIN)/searchkit query "indian tribes" --mode keyword --path '*/19th-century/*' --index $(DEMO_INDEX) -k 3
 	@echo
 	@echo "Next, try:"
 	@echo "  $(BIN)/searchkit query \"your question\" --index $(DEMO_INDEX) --json"
