@@ -100,6 +100,13 @@ def test_jinabert_export_runs_8192_token_windows(tmp_path):
     assert np.abs(ref - got).max() <= TOL
 
 
+@pytest.fixture
+def caplog(caplog, monkeypatch):
+    """caplog, also after a CLI test made the searchkit logger stop propagating to the root."""
+    monkeypatch.setattr(logging.getLogger("searchkit"), "propagate", True)
+    return caplog
+
+
 def test_export_is_kept_and_a_damaged_file_is_exported_again(tmp_path, caplog):
     folder = write_tiny_jina_checkpoint(tmp_path / "jina")
     config = ModelConfig(name=str(folder), fallback=False, onnx_cache=str(tmp_path / "cache"))
@@ -226,3 +233,12 @@ def test_a_query_on_the_onnx_runtime_imports_no_torch(tmp_path, corpus, onnx_dir
         assert not {m for m in imported if m.split(".")[0] in ("torch", "transformers", "sentence_transformers")}
         notices = [line for line in out.stderr.splitlines() if line.startswith("searchkit: model runtime")]
         assert len(notices) == 1 and "onnx (fp32" in notices[0]
+
+
+def test_an_onnx_embedder_pickles_for_ray_actors(minilm_onnx):
+    import pickle
+
+    minilm_onnx.encode_queries(QUERIES[:1])  # a session exists: it stays behind
+    copy = pickle.loads(pickle.dumps(minilm_onnx))
+    assert copy.runtime == "onnx"
+    np.testing.assert_allclose(copy.encode_queries(QUERIES), minilm_onnx.encode_queries(QUERIES), atol=1e-6)

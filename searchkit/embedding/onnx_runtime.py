@@ -42,6 +42,16 @@ class OnnxEncoder:
         self._sessions: dict[int, ort.InferenceSession] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # Pickled into Ray actors: sessions and the lock stay behind, each process makes its own.
+        state = dict(self.__dict__, _sessions={})
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def describe(self) -> str:
         return f"onnx ({'int8' if self.quantize == 'int8' else 'fp32'}, {self.path})"
 
