@@ -147,7 +147,7 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.option("--path", "paths", multiple=True, metavar="GLOB",
               help="Only files whose path matches GLOB, e.g. '*/19th-century/*' (repeatable: any).")
 @click.option("--type", "types", multiple=True, metavar="EXT",
-              help="Only this file type: txt, md, rst, html, record (repeatable: any).")
+              help="Only this file type: txt, md, rst, html, pdf, docx, record (repeatable: any).")
 @click.option("--since", default=None, metavar="DATE",
               help="Only files modified on or after DATE (YYYY-MM-DD, ISO datetime, Unix seconds).")
 @click.option("--until", default=None, metavar="DATE",
@@ -184,6 +184,9 @@ def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, re
             click.echo("no results")
         for hit in hits:
             where = _printable(_shown_path(hit.path) if hit.path else hit.key)
+            page = hit.passage.page if hit.passage is not None else None
+            if page is not None:
+                where += f" p. {page}"
             click.echo(f"{hit.rank:>2}. {hit.score:.3f}  {where}  —  {hit.title}")
             click.echo(f"    {hit.snippet}")
 

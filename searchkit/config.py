@@ -76,8 +76,10 @@ class AnnConfig:
 class IngestConfig:
     """Which files are read and how often progress is committed."""
 
-    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm")
+    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf",
+                                   ".docx")
     max_file_mb: float = 20.0
+    max_pages: int = 5000
     commit_every: int = 16
     checkpoint_seconds: float = 30.0
 
@@ -129,7 +131,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {
     "model.window_tokens", "model.max_windows", "model.batch_tokens", "model.network_timeout", "chunking.size",
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
-    "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
+    "ann.ef_search", "ingest.max_file_mb", "ingest.max_pages", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
 }
 NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds"}

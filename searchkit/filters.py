@@ -32,7 +32,7 @@ OPERATORS = ("!=", ">=", "<=", "==", "=", ">", "<")
 WHERE = re.compile(r"^\s*([^=!<>\s][^=!<>]*?)\s*(!=|>=|<=|==|=|>|<)\s*(.*?)\s*$", re.S)
 KEY_SEGMENT = re.compile(r'^[^"\\\x00-\x1f]+$')
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-KINDS = ("txt", "md", "rst", "html", "record")
+KINDS = ("txt", "md", "rst", "html", "pdf", "docx", "record")
 KIND_ALIASES = {"htm": "html", "markdown": "md", "text": "txt"}
 
 
@@ -55,7 +55,8 @@ class Filters:
     Attributes:
         paths: SQLite GLOB patterns on the absolute path (any may match; ``*`` also crosses
             ``/``).
-        kinds: file types (``txt``, ``md``, ``rst``, ``html``, ``record``; any may match).
+        kinds: file types (``txt``, ``md``, ``rst``, ``html``, ``pdf``, ``docx``, ``record``;
+            any may match).
         since: earliest modification time (Unix seconds, inclusive).
         until: latest modification time (Unix seconds, exclusive).
         where: metadata conditions (all must hold).

@@ -17,8 +17,9 @@ import numpy as np
 from . import search as ranking
 from .caches import VectorCaches
 from .config import AnnConfig, SearchConfig
+from .formats import PAGED_KINDS, page_at
 from .records import Hit, Passage
-from .store import Store
+from .store import DocRow, Store
 
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")
@@ -162,8 +163,7 @@ class Searcher:
             if doc_id in best:
                 chunk = best[doc_id]
                 score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
-                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                                  chunk.char_end, score, chunk.id)
+                passage = _passage(row, chunk.char_start, chunk.char_end, score, chunk.id)
                 if chunk.id in chunk_dense:
                     scores["chunk"] = chunk_dense[chunk.id]
             hits.append(Hit(rank=rank, score=final[doc_id], key=row.key, title=row.title,
@@ -216,7 +216,13 @@ class Searcher:
             hits.append(Hit(rank=rank, score=final[chunk_id], key=row.key, title=row.title,
                             path=row.path, doc_id=row.id, metadata=row.metadata,
                             snippet=ranking.snippet(text, settings.snippet_words),
-                            passage=Passage(text, chunk.char_start, chunk.char_end,
-                                            final[chunk_id], chunk_id),
+                            passage=_passage(row, chunk.char_start, chunk.char_end,
+                                             final[chunk_id], chunk_id),
                             scores=scores))
         return hits
+
+
+def _passage(row: DocRow, start: int, end: int, score: float, chunk_id: int) -> Passage:
+    """The passage ``row.text[start:end]``, with its first page when the document has pages."""
+    page = page_at(row.text, start) if row.kind in PAGED_KINDS else None
+    return Passage(row.text[start:end], start, end, score, chunk_id, page)
