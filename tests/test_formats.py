@@ -154,3 +154,14 @@ def test_pdf_and_docx_are_read_by_default_and_can_be_turned_off(config, paged):
     assert report.added == 1
     assert sorted(s.reason for s in report.skipped) == ["unsupported file type .docx",
                                                         "unsupported file type .pdf"]
+
+
+def test_an_ole_file_named_docx_is_told_apart_from_an_encrypted_one(tmp_path):
+    # Both are OLE compound files; only an encrypted Office file holds an EncryptedPackage
+    # stream. These two are just the header and a directory entry name, which is all the
+    # reader looks at before giving up.
+    header = bytes.fromhex("d0cf11e0a1b11ae1") + bytes(504)
+    (tmp_path / "old.docx").write_bytes(header + "WordDocument".encode("utf-16-le"))
+    (tmp_path / "locked.docx").write_bytes(header + "EncryptedPackage".encode("utf-16-le"))
+    assert read_document(tmp_path / "old.docx").reason == "not a DOCX (an OLE file: a legacy .doc?)"
+    assert read_document(tmp_path / "locked.docx").reason == "encrypted or password-protected DOCX"

@@ -1,0 +1,117 @@
+"""PDF extraction next to embedding: what reading a 100-page PDF costs in an ingest.
+
+A 100-page PDF is assembled from the pages of sample_corpus/2002-bush.pdf (a real
+reportlab-typeset text PDF) with pypdfium2's page import, so no extra tool is needed. Per
+repeat: **extract** = ``read_document`` (read, hash, pypdfium2 page by page), **embed** =
+``embed_documents`` of the resulting Document with the bundled all-MiniLM-L6-v2, **ingest** =
+``SearchIndex.add_paths`` of a folder holding only that PDF into a fresh index (read, extract,
+embed, SQLite, FAISS, save). The extraction share is extract / ingest, paired per repeat.
+
+Then the peak RSS of extracting 100 vs 2,000 pages, each in a fresh process: pages are loaded
+and closed one at a time, so memory should grow with the text kept, not with the page count.
+
+    HF_HUB_OFFLINE=1 nice -n 5 python3 benchmarks/bench_pdf.py [--pages 100] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (sys.path, offline environment)
+from common import ROOT, machine, median
+
+
+def build_pdf(pages: int, out: Path) -> None:
+    import pypdfium2 as pdfium
+
+    source = pdfium.PdfDocument(ROOT / "sample_corpus" / "2002-bush.pdf")
+    pdf = pdfium.PdfDocument.new()
+    while len(pdf) < pages:
+        take = min(len(source), pages - len(pdf))
+        pdf.import_pages(source, list(range(take)))
+    pdf.save(str(out))
+    pdf.close()
+    source.close()
+
+
+def peak_rss_mb(pdf: Path) -> float:
+    code = ("import resource, sys; sys.path.insert(0, %r); from searchkit.documents import read_document;"
+            "d = read_document(%r, max_pages=10**6); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(d.text))") % (str(ROOT), str(pdf))
+    base = ("import resource, sys; sys.path.insert(0, %r); from searchkit.documents import read_document;"
+            "import pypdfium2; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)") % str(ROOT)
+    after = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout.split()[0])
+    before = float(subprocess.run([sys.executable, "-c", base], capture_output=True, text=True,
+                                  check=True).stdout.split()[0])
+    return after - before
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pages", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    from searchkit import SearchIndex
+    from searchkit.config import ChunkingConfig, Config, ModelConfig
+    from searchkit.documents import read_document
+    from searchkit.embedding.embedder import Embedder
+    from searchkit.ingest import embed_documents
+
+    config = Config(model=ModelConfig(name="all-MiniLM-L6-v2"))
+    embedder = Embedder.load(config.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folder = tmp / "pdf"
+        folder.mkdir()
+        pdf = folder / "book.pdf"
+        build_pdf(args.pages, pdf)
+        doc = read_document(pdf)
+        tokens = len(embedder.tokenize(doc.text))
+        rows = []
+        for repeat in range(args.repeats):
+            t0 = time.perf_counter()
+            doc = read_document(pdf)
+            extract = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            embed_documents(embedder, [doc], config.chunking)
+            embed = time.perf_counter() - t0
+            cfg = Config(index=str(tmp / f"ix{repeat}"), model=config.model)
+            with SearchIndex.open(config=cfg, create=True) as ix:
+                ix._embedder = embedder  # share the loaded model: model load is not ingest
+                t0 = time.perf_counter()
+                ix.add_paths([folder])
+                ingest = time.perf_counter() - t0
+            rows.append((extract, embed, ingest))
+        small = tmp / "small.pdf"
+        build_pdf(100, small)
+        big = tmp / "big.pdf"
+        build_pdf(2000, big)
+        rss_small, rss_big = peak_rss_mb(small), peak_rss_mb(big)
+
+    extract = median([r[0] for r in rows])
+    embed = median([r[1] for r in rows])
+    ingest = median([r[2] for r in rows])
+    share = median([r[0] / r[2] for r in rows])
+    print(f"machine: {machine()}")
+    print(f"{args.pages}-page PDF: {len(doc.text):,} characters, {tokens:,} tokens; "
+          f"median of {args.repeats}\n")
+    print("| step | seconds | per page |")
+    print("|---|---|---|")
+    print(f"| extract (read, hash, pypdfium2) | {extract:.3f} | {extract / args.pages * 1000:.2f} ms |")
+    print(f"| embed (MiniLM, late chunks) | {embed:.2f} | {embed / args.pages * 1000:.0f} ms |")
+    print(f"| whole ingest (add_paths) | {ingest:.2f} | {ingest / args.pages * 1000:.0f} ms |")
+    print(f"\nextraction share of ingest (paired median): {share * 100:.2f} %")
+    print(f"peak RSS added by extraction: 100 pages {rss_small:.0f} MB, 2,000 pages {rss_big:.0f} MB")
+    print(json.dumps({"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
