@@ -11,10 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .pages import PAGE_BREAK
+
 # A sentence ends at . ! ? (optionally closed by quotes or brackets) before whitespace, or at a
 # blank line. Used only to choose where token spans end, never to cut the text itself.
-# The page separator in a paged document's text (searchkit.formats joins PDF pages with it).
-PAGE_BREAK = "\f"
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)|\n\s*\n")
 
 

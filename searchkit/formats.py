@@ -5,8 +5,8 @@ so an unchanged file is never extracted again) and returns an :class:`Extracted`
 :class:`FormatError` whose message is the one-line reason the file is skipped.
 
 PDF pages are joined with a form feed (``\\f``, the page separator pdftotext writes), so a
-character offset tells its page without any extra storage (:func:`page_at`), and chunk spans
-never cross a page (:func:`searchkit.chunking.make_spans`).
+character offset tells its page without any extra storage (:mod:`searchkit.pages`), and
+chunk spans never cross a page (:func:`searchkit.chunking.make_spans`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .chunking import PAGE_BREAK
+from .pages import PAGE_BREAK
 
-# Kinds whose text holds PAGE_BREAK between pages; in any other kind a form feed is just text.
-PAGED_KINDS = frozenset({"pdf"})
 # An .docx may unpack to at most this many times ingest.max_file_mb: Word XML compresses
 # about 5-10x, a zip bomb by a million.
 DOCX_UNPACK_FACTOR = 10
@@ -43,11 +41,6 @@ class Extracted:
     text: str
     title: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def page_at(text: str, offset: int) -> int:
-    """The 1-based page of the character at ``offset`` in a paged document's text."""
-    return 1 + text.count(PAGE_BREAK, 0, offset)
 
 
 def read_pdf(data: bytes, max_pages: int | None = None) -> Extracted:

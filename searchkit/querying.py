@@ -17,7 +17,7 @@ import numpy as np
 from . import search as ranking
 from .caches import VectorCaches
 from .config import AnnConfig, SearchConfig
-from .formats import PAGED_KINDS, page_at
+from .pages import PAGED_KINDS, page_at
 from .records import Hit, Passage
 from .store import DocRow, Store
 

@@ -14,7 +14,7 @@ from searchkit import SearchIndex, documents
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 from searchkit.documents import Document, Skipped, Unchanged, read_document
-from searchkit.formats import PAGE_BREAK, page_at
+from searchkit.pages import PAGE_BREAK, page_at
 
 # Each page longer than a chunk (64 tokens), so a passage falls on one page.
 PAGES = [
