@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from doc_fixtures import docx_bytes, pdf_bytes
-from searchkit import SearchIndex, documents
+from searchkit import SearchIndex
+from searchkit.ingest import documents
 from searchkit.cli import main
 from searchkit.config import IngestConfig
-from searchkit.documents import Document, Skipped, Unchanged, read_document
+from searchkit.ingest.documents import Document, Skipped, Unchanged, read_document
 from searchkit.pages import PAGE_BREAK, page_at
 
 # Each page longer than a chunk (64 tokens), so a passage falls on one page.

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from doc_fixtures import (docx_bytes, encrypted_docx_bytes, pdf_bytes, renamed_zip_bytes,
                           zip_bomb_docx_bytes)
-from searchkit import SearchIndex, indexing
+from searchkit import SearchIndex
+from searchkit.ingest import pipeline as indexing
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 

@@ -14,12 +14,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import search as ranking
-from .caches import VectorCaches
-from .config import AnnConfig, SearchConfig
-from .pages import PAGED_KINDS, page_at
-from .records import Hit, Passage
-from .store import DocRow, Store
+from . import ranking
+from ..backends.local.caches import VectorCaches
+from ..config import AnnConfig, SearchConfig
+from ..pages import PAGED_KINDS, page_at
+from ..records import Hit, Passage
+from ..backends.local.store import DocRow, Store
 
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")

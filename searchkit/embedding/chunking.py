@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .pages import PAGE_BREAK
+from ..pages import PAGE_BREAK
 
 # A sentence ends at . ! ? (optionally closed by quotes or brackets) before whitespace, or at a
 # blank line. Used only to choose where token spans end, never to cut the text itself.

@@ -17,11 +17,11 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import yaml
 
-from .errors import InputError
+from ..errors import InputError
 from .formats import DOCX_UNPACK_FACTOR, FormatError, read_docx, read_pdf
 
 BINARY_SNIFF_BYTES = 8192
-# Formats read from bytes by searchkit.formats rather than decoded as UTF-8 text.
+# Formats read from bytes by searchkit.ingest.formats rather than decoded as UTF-8 text.
 BINARY_KINDS = ("pdf", "docx")
 # Front matter is metadata, not a data store: more values than this is treated as plain text
 # (it also defuses YAML alias bombs, which expand exponentially when copied).
@@ -184,7 +184,7 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     :class:`Unchanged`, and nothing is decoded or parsed. Such a file is hashed whole even
     past ``max_bytes`` (it may be the stored one), yet no more than ``max_bytes + 1`` of its
     bytes are kept in memory. PDF and DOCX text is extracted from those same bytes
-    (:mod:`searchkit.formats`); a PDF of more than ``max_pages`` pages is skipped.
+    (:mod:`searchkit.ingest.formats`); a PDF of more than ``max_pages`` pages is skipped.
     """
     path = Path(path)
     shown = str(path)

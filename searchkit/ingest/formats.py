@@ -1,12 +1,12 @@
 """Binary document formats → text: PDF (pypdfium2) and DOCX (python-docx).
 
-Each reader takes the file's bytes (already read and hashed by :mod:`searchkit.documents`,
+Each reader takes the file's bytes (already read and hashed by :mod:`searchkit.ingest.documents`,
 so an unchanged file is never extracted again) and returns an :class:`Extracted`, or raises
 :class:`FormatError` whose message is the one-line reason the file is skipped.
 
 PDF pages are joined with a form feed (``\\f``, the page separator pdftotext writes), so a
 character offset tells its page without any extra storage (:mod:`searchkit.pages`), and
-chunk spans never cross a page (:func:`searchkit.chunking.make_spans`).
+chunk spans never cross a page (:func:`searchkit.embedding.chunking.make_spans`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .pages import PAGE_BREAK
+from ..pages import PAGE_BREAK
 
 # An .docx may unpack to at most this many times ingest.max_file_mb: Word XML compresses
 # about 5-10x, a zip bomb by a million.
