@@ -71,7 +71,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from searchkit import SearchIndex
-    from searchkit.config import ChunkingConfig, Config, ModelConfig
+    from searchkit.config import Config, ModelConfig
     from searchkit.ingest.documents import read_document
     from searchkit.embedding.embedder import Embedder
     from searchkit.ingest.embedding_pass import embed_documents

@@ -16,10 +16,11 @@ from typing import Any, Callable
 import click
 
 from .api import SearchIndex
-from .config import all_keys, env_var, load_config
+from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, RERANKS, all_keys, env_var,
+                     load_config)
 from .errors import SearchkitError
 from .filters import Filters
-from .evaluation.runner import MODES, evaluate
+from .evaluation.runner import EVAL_MODES, evaluate
 
 log = logging.getLogger("searchkit")
 
@@ -101,27 +102,34 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @common_options
 @click.option("--model", default=None, help="Embedding model: hub name, local folder or all-MiniLM-L6-v2.")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None,
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
               help="FAISS index type for a new index (setting ann.type).")
-@click.option("--chunking", type=click.Choice(["late", "naive", "none"]), default=None,
+@click.option("--chunking", type=click.Choice(CHUNKING_MODES), default=None,
               help="How chunk vectors are made for a new index (setting chunking.mode).")
 @click.option("--chunk-size", type=int, default=None, help="Tokens per chunk (setting chunking.size).")
 @click.option("--batch-tokens", type=int, default=None,
               help="Token budget of one model batch (setting model.batch_tokens).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+              help="Where the model runs: this process, or a Ray cluster (setting ingest.executor; see ray.*).")
 @click.option("--wait", type=float, default=None, metavar="SECONDS",
               help="Wait this long for another writer instead of failing.")
 @handle_errors
 def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type, chunking,
-              chunk_size, batch_tokens, wait):
+              chunk_size, batch_tokens, executor, wait):
     """Index files and folders (recursively), incrementally.
 
-    Unchanged files are skipped by content hash, changed ones re-embedded, and files deleted
-    from the given folders removed.
+    Unchanged files (same SHA-256) are skipped without embedding (a touched one gets its new
+    modification time recorded, for --since/--until); changed files replace their entry, or
+    lose it when the file is now empty, binary or otherwise unusable; files deleted from the
+    given folders are removed. Files are keyed by their absolute path with .. resolved. Hidden,
+    binary, non-UTF-8, empty, oversized and unsupported files are skipped with one line each; a
+    summary line says added / updated / unchanged / removed / skipped.
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
         "model.name": model, "ann.type": index_type, "chunking.mode": chunking,
-        "chunking.size": chunk_size, "model.batch_tokens": batch_tokens})
+        "chunking.size": chunk_size, "model.batch_tokens": batch_tokens,
+        "ingest.executor": executor})
     with SearchIndex.open(config=config, create=True, wait=wait) as ix:
         report = ix.add_paths(list(paths), show_progress=not quiet and sys.stderr.isatty())
         if not quiet:
@@ -134,12 +142,12 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.argument("text")
 @common_options
 @click.option("-k", "k", type=int, default=None, help="Number of results (setting search.k).")
-@click.option("--mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None,
+@click.option("--mode", type=click.Choice(MODES), default=None,
               help="dense: vectors; keyword: BM25 over SQLite FTS5; hybrid: both, fused "
                    "(setting search.mode).")
-@click.option("--fusion", type=click.Choice(["rrf", "weighted"]), default=None,
+@click.option("--fusion", type=click.Choice(FUSIONS), default=None,
               help="How hybrid fuses the two lists (setting search.fusion).")
-@click.option("--rerank", type=click.Choice(["none", "late"]), default=None,
+@click.option("--rerank", type=click.Choice(RERANKS), default=None,
               help="late: rescore the top documents with their best late chunk (setting search.rerank).")
 @click.option("--chunks", is_flag=True, help="Return passages from the chunk index instead of documents.")
 @click.option("--distinct", is_flag=True,
@@ -162,7 +170,12 @@ def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, re
               distinct, paths, types, since, until, where, model, as_json):
     """Search the index for TEXT.
 
-    Filters apply before ranking, so -k N returns N results whenever N documents match.
+    Prints rank, score, path (with "p. N", the passage's page, for a PDF), title and each
+    document's best passage. Filters apply before ranking, so -k N returns N results whenever
+    N documents match. --json prints one object: {"query", "index", "mode", "model", "hits":
+    [{"rank", "score", "key", "path", "title", "snippet", "doc_id", "metadata", "scores",
+    "passage": {"text", "char_start", "char_end", "score", "page"}}]} ("page" is null except
+    for PDFs).
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
@@ -210,12 +223,12 @@ def _shown_path(path: str) -> str:
 @click.option("--work-dir", metavar="DIR", default=None,
               help="Keep the index folders here and reuse them (default: a temporary folder, deleted).")
 @click.option("--modes", default=None, metavar="M1,M2",
-              help=f"Modes to evaluate, comma-separated (default all: {', '.join(MODES)}).")
+              help=f"Modes to evaluate, comma-separated (default all: {', '.join(EVAL_MODES)}).")
 @click.option("-k", "k", type=int, default=10, show_default=True,
               help="Results fetched per query (at least 10).")
 @click.option("--model", default=None, help="Embedding model (setting model.name).")
 @click.option("--chunk-size", type=int, default=None, help="Tokens per chunk (setting chunking.size).")
-@click.option("--mode", "search_mode", type=click.Choice(["dense", "keyword", "hybrid"]),
+@click.option("--mode", "search_mode", type=click.Choice(MODES),
               default="dense", show_default=True,
               help="Query mode of every eval mode (hybrid fuses BM25 with each mode's dense side).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
@@ -287,7 +300,12 @@ def _fmt(data: dict | None) -> str:
 @click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
 @handle_errors
 def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
-    """Remove documents by record id, file path (even if deleted) or folder."""
+    """Remove documents by record id, file path (even if deleted) or folder.
+
+    Each KEY is tried as a record id first, so a file of the same name in the current folder
+    does not shadow it; a path may be relative or absolute; a folder removes everything indexed
+    under it; a KEY that matches nothing is named in a warning.
+    """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
     with SearchIndex.open(config=config, wait=wait) as ix:
@@ -297,7 +315,7 @@ def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
 
 @main.command("rebuild")
 @common_options
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None,
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
               help="Switch the FAISS index type while rebuilding.")
 @click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
 @handle_errors

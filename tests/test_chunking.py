@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from searchkit.embedding.chunking import (char_range, covers_exactly, fixed_spans, make_spans,
-                                          max_span_tokens, sentence_spans)
+from spans import covers_exactly
+
+from searchkit.embedding.chunking import (char_range, fixed_spans, make_spans, max_span_tokens,
+                                          sentence_spans)
 
 
 @pytest.mark.parametrize("n, size", [(1, 4), (10, 4), (12, 4), (13, 4), (1000, 256), (255, 256)])

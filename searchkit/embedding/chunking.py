@@ -7,7 +7,6 @@ excluded). Spans of one document cover every token exactly once, in order.
 from __future__ import annotations
 
 import re
-from typing import Sequence
 
 import numpy as np
 
@@ -115,13 +114,3 @@ def page_ranges(text: str, offsets: np.ndarray) -> list[tuple[int, int]]:
     cuts = (int(np.searchsorted(starts, m.start())) for m in re.finditer(PAGE_BREAK, text))
     bounds = sorted({0, n, *cuts})
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
-def covers_exactly(spans: Sequence[tuple[int, int]], n_tokens: int) -> bool:
-    """Whether spans tile ``[0, n_tokens)`` with no gap or overlap."""
-    position = 0
-    for start, end in spans:
-        if start != position or end <= start:
-            return False
-        position = end
-    return position == n_tokens

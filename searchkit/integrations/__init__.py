@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from ..filters import Filters
-from ..records import Hit
+from ..hits import Hit
 
 
 class Searchable(Protocol):
