@@ -87,6 +87,11 @@ def test_langchain_chain_without_an_llm(index):
     prompt = chain.invoke("how often was the clockwork wound?")
     assert prompt.startswith("Answer from the context.\n[Keeper's notes, p. 1] ")
     assert "wound the clockwork" in prompt
+    # batch() and ainvoke() run the retriever on worker threads: the index serves them.
+    assert [p.count("[Keeper's notes") for p in chain.batch(["gale on the roof", "keeper's log"])] == [2, 2]
+    import asyncio
+    docs = asyncio.run(SearchkitRetriever(index=index, k=1).ainvoke("relief boat"))
+    assert docs[0].metadata["page"] == 2
 
 
 def test_llama_index_retriever_returns_scored_nodes(index):
