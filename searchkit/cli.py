@@ -121,9 +121,10 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
     Unchanged files (same SHA-256) are skipped without embedding (a touched one gets its new
     modification time recorded, for --since/--until); changed files replace their entry, or
     lose it when the file is now empty, binary or otherwise unusable; files deleted from the
-    given folders are removed. Files are keyed by their absolute path with .. resolved. Hidden,
-    binary, non-UTF-8, empty, oversized and unsupported files are skipped with one line each; a
-    summary line says added / updated / unchanged / removed / skipped.
+    given folders are removed. Files are keyed by their absolute path with .. resolved. PDF
+    and DOCX are read too. Hidden, binary, non-UTF-8, empty, oversized and unsupported files,
+    and encrypted, corrupt or scanned (text-less) PDFs and DOCXs, are skipped with one line
+    each; a summary line says added / updated / unchanged / removed / skipped.
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
