@@ -1,22 +1,47 @@
 """searchkit: semantic search for long documents.
 
 Whole-document embeddings from a long-context model, late-chunked passage vectors, FAISS for
-k-NN search and SQLite as the source of truth. Start with :class:`SearchIndex`.
+k-NN search and SQLite as the source of truth. Start with :class:`SearchIndex`; talk to a
+running ``searchkit serve`` with :class:`Client`.
 """
 
-from .api import SearchIndex
-from .config import Config, load_config
-from .documents import Document, Skipped
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (ConfigError, CorruptIndexError, FilterError, IndexLockedError, InputError,
                      ModelError, ModelMismatchError, ModelNotFoundError, NotAnIndexError,
                      SchemaVersionError, SearchkitError, UnsupportedModelError)
-from .filters import Filters
-from .indexing import IngestReport
-from .records import Chunk, Hit, Passage
+
+if TYPE_CHECKING:
+    from .api import SearchIndex
+    from .client import Client
+    from .config import Config, load_config
+    from .documents import Document, Skipped
+    from .filters import Filters
+    from .indexing import IngestReport
+    from .records import Chunk, Hit, Passage
+
+# Imported on first use: `searchkit query --server` and the Client never load storage
+# (sqlite-utils pulls in pandas: 0.4 s) or the model.
+_LAZY = {
+    "SearchIndex": ".api", "Client": ".client", "Config": ".config", "load_config": ".config",
+    "Document": ".documents", "Skipped": ".documents", "Filters": ".filters",
+    "IngestReport": ".indexing", "Chunk": ".records", "Hit": ".records", "Passage": ".records",
+}
 
 __all__ = [
-    "SearchIndex", "IngestReport", "Config", "load_config", "Document", "Skipped", "Chunk", "Hit",
-    "Passage", "Filters", "SearchkitError", "ConfigError", "InputError", "FilterError", "ModelError",
-    "ModelNotFoundError", "ModelMismatchError", "UnsupportedModelError", "NotAnIndexError", "CorruptIndexError",
-    "SchemaVersionError", "IndexLockedError",
+    "SearchIndex", "Client", "IngestReport", "Config", "load_config", "Document", "Skipped", "Chunk",
+    "Hit", "Passage", "Filters", "SearchkitError", "ConfigError", "InputError", "FilterError",
+    "ModelError", "ModelNotFoundError", "ModelMismatchError", "UnsupportedModelError",
+    "NotAnIndexError", "CorruptIndexError", "SchemaVersionError", "IndexLockedError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'searchkit' has no attribute {name!r}")

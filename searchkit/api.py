@@ -371,6 +371,24 @@ class SearchIndex:
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode_queries(texts)
 
+    @_guard_db
+    def document(self, key: str) -> dict[str, Any] | None:
+        """A stored document by key (a record id, or a file's absolute path), or None.
+
+        Returns plain data: ``key``, ``doc_id``, ``path``, ``title``, ``kind``, ``metadata``,
+        ``mtime``, ``n_tokens`` and the full ``text`` (hits' passage offsets index into it).
+        """
+        with self.store.snapshot():
+            found = self.store.states([key])
+            if key not in found:
+                return None
+            row = self.store.documents([found[key][0]]).get(found[key][0])
+        if row is None:
+            return None
+        return {"key": row.key, "doc_id": row.id, "path": row.path, "title": row.title,
+                "kind": row.kind, "metadata": row.metadata, "mtime": row.mtime,
+                "n_tokens": row.n_tokens, "text": row.text}
+
     # -- reporting ------------------------------------------------------------------------
 
     @_guard_db

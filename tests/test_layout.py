@@ -18,9 +18,9 @@ STORAGE = {"searchkit.store", "searchkit.caches", "searchkit.ann"}
 # What the model side may never reach: storage, and everything that sits above it.
 ABOVE_MODEL = STORAGE | {"searchkit.api", "searchkit.cli", "searchkit.querying",
                          "searchkit.indexing", "searchkit.ingest", "searchkit.evaluation"}
-# The only modules that may import the API: the CLI, evaluation (which drives the API) and
-# the package itself, which re-exports it.
-API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation"}
+# The only modules that may import the API: the CLI, the server, evaluation (which drives the
+# API) and the package itself, which re-exports it.
+API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation", "searchkit.server"}
 
 
 def _module_name(path: Path) -> str:
@@ -91,6 +91,17 @@ def test_only_the_cli_evaluation_and_package_import_the_api():
     assert users <= API_USERS, sorted(users - API_USERS)
     cli_users = {m for m, deps in GRAPH.items() if "searchkit.cli" in deps}
     assert cli_users <= {"searchkit.__main__"}, sorted(cli_users)
+
+
+def test_the_http_client_needs_neither_model_nor_storage():
+    reached, todo = set(), ["searchkit.client"]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(GRAPH.get(module, ()) - {"searchkit"})
+    heavy = {m for m in reached if m.startswith("searchkit.embedding")} | STORAGE | {"searchkit.api"}
+    assert not reached & heavy, sorted(reached & heavy)
 
 
 def test_no_import_cycles():
