@@ -18,17 +18,18 @@ if TYPE_CHECKING:
     from .api import SearchIndex
     from .client import Client
     from .config import Config, load_config
-    from .documents import Document, Skipped
     from .filters import Filters
-    from .indexing import IngestReport
+    from .ingest.documents import Document, Skipped
+    from .ingest.pipeline import IngestReport
     from .records import Chunk, Hit, Passage
 
 # Imported on first use: `searchkit query --server` and the Client never load storage
 # (sqlite-utils pulls in pandas: 0.4 s) or the model.
 _LAZY = {
     "SearchIndex": ".api", "Client": ".client", "Config": ".config", "load_config": ".config",
-    "Document": ".documents", "Skipped": ".documents", "Filters": ".filters",
-    "IngestReport": ".indexing", "Chunk": ".records", "Hit": ".records", "Passage": ".records",
+    "Document": ".ingest.documents", "Skipped": ".ingest.documents", "Filters": ".filters",
+    "IngestReport": ".ingest.pipeline", "Chunk": ".records", "Hit": ".records",
+    "Passage": ".records",
 }
 
 __all__ = [

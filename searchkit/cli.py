@@ -266,7 +266,7 @@ def eval_cmd(dataset_dir, config_file, settings, quiet, work_dir, modes, k, mode
     config = build_config(None, config_file, settings, **{
         "model.name": model, "chunking.size": chunk_size})
     chosen = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
-    from .evaluation import evaluate
+    from .evaluation.runner import evaluate
     report = evaluate(dataset_dir, config, work_dir=work_dir, modes=chosen, k=k,
                       search_mode=search_mode,
                       progress=None if quiet else (lambda line: click.echo(line, err=True)),

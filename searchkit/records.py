@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .documents import Document
+from .ingest.documents import Document
 
 if TYPE_CHECKING:  # annotations only: the HTTP client uses Hit without importing numpy
     import numpy as np

@@ -40,7 +40,6 @@ from .config import Config, ServerConfig, load_config
 from .errors import (ConfigError, FilterError, IndexLockedError, IndexStoreError, InputError,
                      ModelError, ModelMismatchError, NotAnIndexError, SearchkitError)
 from .filters import Filters
-from .locking import WriteLock
 
 log = logging.getLogger("searchkit")
 
@@ -262,7 +261,7 @@ def create_app(index: str | os.PathLike | None = None, config: Config | None = N
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
-    _add_error_handlers(app, served)
+    _add_error_handlers(app)
     reader, writer = Depends(_access(settings, "read")), Depends(_access(settings, "write"))
 
     @app.get("/", include_in_schema=False)
@@ -414,12 +413,12 @@ def _access(settings: ServerConfig, scope: Literal["read", "write"]) -> Callable
     return check
 
 
-def _add_error_handlers(app: FastAPI, served: ServedIndex) -> None:
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SearchkitError)
     async def searchkit_error(request: Request, exc: SearchkitError) -> JSONResponse:
         status = error_status(exc)
         if isinstance(exc, IndexLockedError):
-            return _error(status, str(exc), holder=WriteLock(served.folder).holder())
+            return _error(status, str(exc), holder=exc.holder)
         return _error(status, str(exc))
 
     @app.exception_handler(HTTPException)
