@@ -448,8 +448,11 @@ def serve(index: str | os.PathLike | None = None, config: Config | None = None) 
     index is closed)."""
     config = config or load_config()
     settings = config.server
+    folder = index if index is not None else config.index
+    # A folder that is not an index: one clear line now, not a traceback from the app's start.
+    SearchIndex.open(folder, config, create=settings.writable).close()
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not (settings.api_key or settings.read_key):
         log.warning("serving on %s with no API key: anyone who can reach this port can search"
                     "%s", settings.host, " and write" if settings.writable else "")
-    uvicorn.run(create_app(index, config), host=settings.host, port=settings.port,
+    uvicorn.run(create_app(folder, config), host=settings.host, port=settings.port,
                 log_level="info", server_header=False, timeout_graceful_shutdown=30)

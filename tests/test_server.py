@@ -504,6 +504,14 @@ def test_serve_command_runs_until_sigterm(folder):
     assert "Application shutdown complete" in log   # the lifespan ran: the index was closed
 
 
+def test_serve_refuses_a_folder_that_is_not_an_index_in_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an index")
+    result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path)])
+    assert result.exit_code == 1 and "not a searchkit index" in result.output
+    bad = CliRunner().invoke(main, ["serve", "--index", str(tmp_path), "--port", "99999"])
+    assert bad.exit_code == 1 and "server.port" in bad.output
+
+
 def test_eval_help_lists_every_mode():
     from searchkit.evaluation.runner import MODES
     text = CliRunner().invoke(main, ["eval", "--help"], terminal_width=400).output
