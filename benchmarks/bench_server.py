@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -188,13 +189,19 @@ def in_process(folder: Path, queries: list[str], n: int) -> dict[str, dict]:
     return out
 
 
-def cold(cmd: list[str], repeats: int) -> list[float]:
+def cold(cmd: list[str], repeats: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall seconds of ``cmd`` as a fresh process; its CPU seconds (user + system) go to
+    ``cpu``: on a loaded machine they say more than the wall time."""
     out = []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         done = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True,
                               env=dict(os.environ, HF_HUB_OFFLINE="1"))
         out.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if cpu is not None:
+            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if done.returncode:
             raise SystemExit(f"{cmd} failed: {done.stderr[-2000:]}")
     return out
@@ -232,15 +239,20 @@ def main() -> None:
                     print(json.dumps(run), file=sys.stderr, flush=True)
         result["load"] = runs
         query = queries[0]
+        result["cold_server_cpu_s"] = []
         result["cold_server_s"] = cold([sys.executable, "-m", "searchkit", "query", query,
-                                        "--server", url], args.cold_repeats)
+                                        "--server", url], args.cold_repeats,
+                                       result["cold_server_cpu_s"])
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
-    result["cold_local_s"] = cold([sys.executable, "-m", "searchkit", "query", query, "--index",
-                                   str(args.index)], max(1, args.cold_repeats // 2))
-    result["cold_import_s"] = cold([sys.executable, "-c", "import searchkit.cli"], args.cold_repeats)
-    result["cold_python_s"] = cold([sys.executable, "-c", "pass"], args.cold_repeats)
+    for name, cmd, repeats in (
+            ("local", ["-m", "searchkit", "query", query, "--index", str(args.index)],
+             max(1, args.cold_repeats // 2)),
+            ("import", ["-c", "import searchkit.cli"], args.cold_repeats),
+            ("python", ["-c", "pass"], args.cold_repeats)):
+        result[f"cold_{name}_cpu_s"] = []
+        result[f"cold_{name}_s"] = cold([sys.executable, *cmd], repeats, result[f"cold_{name}_cpu_s"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print_table(result)
@@ -258,12 +270,11 @@ def print_table(result: dict) -> None:
     for mode, r in result["in_process"].items():
         print(f"| {mode} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} |")
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    print(f"\ncold `searchkit query --server`: median {med(result['cold_server_s']):.2f} s "
-          f"({', '.join(f'{x:.2f}' for x in result['cold_server_s'])})")
-    print(f"cold local `searchkit query`: median {med(result['cold_local_s']):.2f} s "
-          f"({', '.join(f'{x:.2f}' for x in result['cold_local_s'])})")
-    print(f"cold `import searchkit.cli`: median {med(result['cold_import_s']):.2f} s; "
-          f"bare `python -c pass`: median {med(result['cold_python_s']):.2f} s")
+    print("\n| cold process | wall s (median) | CPU s (median) | runs (wall) |\n|---|---|---|---|")
+    for name, label in (("server", "`searchkit query --server URL`"), ("local", "`searchkit query` (local index)"),
+                        ("import", "`python -c 'import searchkit.cli'`"), ("python", "`python -c pass`")):
+        wall, cpu = result[f"cold_{name}_s"], result.get(f"cold_{name}_cpu_s") or [float("nan")]
+        print(f"| {label} | {med(wall):.2f} | {med(cpu):.2f} | {', '.join(f'{x:.2f}' for x in wall)} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """A client for ``searchkit serve``: the search API of :class:`searchkit.SearchIndex` over HTTP.
 
-It imports neither the model nor storage (only httpx), so a process that only asks a running
-server starts in a fraction of a second. Example::
+It imports neither the model nor storage, and talks HTTP with the standard library (httpx
+alone takes longer to import than the rest of ``searchkit query --server``), so a process
+that only asks a running server starts in a fraction of a second. Example::
 
     import searchkit
     client = searchkit.Client("http://127.0.0.1:8765", api_key=None)
@@ -12,10 +13,10 @@ server starts in a fraction of a second. Example::
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
+import urllib.error
+import urllib.request
 from typing import Any, Iterable, Mapping
-
-import httpx
+from urllib.parse import quote, urlencode
 
 from .errors import (ConfigError, FilterError, IndexLockedError, IndexStoreError, InputError,
                      SearchkitError)
@@ -44,12 +45,14 @@ class Client:
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 300.0):
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"server URL {url!r} must start with http:// or https://")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.timeout = timeout
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release (one connection per request); kept for ``with``."""
 
     def __enter__(self) -> "Client":
         return self
@@ -107,19 +110,29 @@ class Client:
 
     def _call(self, method: str, path: str, body: Any = None,
               params: Mapping[str, Any] | None = None) -> Any:
+        url = self.url + path + (f"?{urlencode(params)}" if params else "")
+        headers = dict(self._headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            response = self._http.request(method, path, json=body, params=params)
-        except httpx.HTTPError as exc:
-            raise ServerError(f"cannot reach the searchkit server at {self.url}: {exc}") from None
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status, payload = response.status, response.read()
+        except urllib.error.HTTPError as exc:   # an answer with a 4xx/5xx status
+            status, payload = exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServerError(f"cannot reach the searchkit server at {self.url}: {reason}") from None
         try:
-            data = response.json()
-        except json.JSONDecodeError:
-            data = None
-        if response.is_success and data is not None:
-            return data
-        message = data.get("error") if isinstance(data, dict) else None
-        message = f"{self.url}: {message or f'HTTP {response.status_code}'}"
-        raise _error(response.status_code, message)
+            answer = json.loads(payload)
+        except ValueError:
+            answer = None
+        if 200 <= status < 300 and answer is not None:
+            return answer
+        message = answer.get("error") if isinstance(answer, dict) else None
+        raise _error(status, f"{self.url}: {message or f'HTTP {status}'}")
 
 
 def _error(status: int, message: str) -> SearchkitError:

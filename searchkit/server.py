@@ -163,15 +163,17 @@ class ServedIndex:
             log.error("%s", self.load_error)
 
     def close(self) -> None:
-        """Finish the writes and searches under way, then close both handles."""
-        for thread, handle in ((self._write_thread, "writer"), (self._read_thread, "reader")):
-            def close_handle(name: str = handle) -> None:
-                ix = getattr(self, name)
-                if ix is not None:
-                    ix.close()
-                    setattr(self, name, None)
-            thread.submit(close_handle).result()
+        """Finish the writes and searches under way, then close both handles (each on the
+        thread that uses it)."""
+        for name, thread in (("writer", self._write_thread), ("reader", self._read_thread)):
+            thread.submit(self._close_handle, name).result()
             thread.shutdown(wait=True)
+
+    def _close_handle(self, name: str) -> None:
+        ix = getattr(self, name)
+        if ix is not None:
+            ix.close()
+            setattr(self, name, None)
 
 
 # -- middleware -------------------------------------------------------------------------------
