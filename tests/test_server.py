@@ -454,7 +454,7 @@ def test_query_server_prints_what_a_local_query_prints(live, folder):
 
 def test_client_and_query_server_load_neither_model_nor_storage(live):
     heavy = ("torch", "sentence_transformers", "transformers", "numpy", "faiss", "sqlite_utils",
-             "pandas")
+             "pandas", "httpx", "fastapi")
     script = (
         "import sys\n"
         "import searchkit\n"
