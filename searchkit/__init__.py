@@ -1,8 +1,8 @@
 """searchkit: semantic search for long documents.
 
-Whole-document embeddings from a long-context model, late-chunked passage vectors, FAISS for
-k-NN search and SQLite as the source of truth. Start with :class:`SearchIndex`; talk to a
-running ``searchkit serve`` with :class:`Client`.
+Whole-document embeddings from a long-context model, late-chunked passage vectors, and a
+storage backend (local: FAISS for k-NN search, SQLite as the source of truth). Start with
+:class:`SearchIndex`; talk to a running ``searchkit serve`` with :class:`Client`.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ if TYPE_CHECKING:
     from .client import Client
     from .config import Config, load_config
     from .filters import Filters
-    from .ingest.documents import Document, Skipped
+    from .hits import Hit, Passage
+    from .ingest.documents import Skipped
     from .ingest.pipeline import IngestReport
-    from .records import Chunk, Hit, Passage
+    from .records import Chunk, Document
 
 # Imported on first use: `searchkit query --server` and the Client never load storage
 # (sqlite-utils pulls in pandas: 0.4 s) or the model.
 _LAZY = {
     "SearchIndex": ".api", "Client": ".client", "Config": ".config", "load_config": ".config",
-    "Document": ".ingest.documents", "Skipped": ".ingest.documents", "Filters": ".filters",
-    "IngestReport": ".ingest.pipeline", "Chunk": ".records", "Hit": ".records",
-    "Passage": ".records",
+    "Skipped": ".ingest.documents", "Filters": ".filters", "IngestReport": ".ingest.pipeline",
+    "Hit": ".hits", "Passage": ".hits", "Chunk": ".records", "Document": ".records",
 }
 
 __all__ = [

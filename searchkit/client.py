@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 from .errors import (ConfigError, FilterError, IndexLockedError, IndexStoreError, InputError,
                      SearchkitError)
 from .filters import Filters
-from .records import Hit, Passage
+from .hits import Hit, Passage
 
 
 class ServerError(SearchkitError):
@@ -98,11 +98,12 @@ class Client:
                     raise
         return removed
 
-    def document(self, key: str, start: int = 0, end: int | None = None,
+    def document(self, doc_id: int, start: int = 0, end: int | None = None,
                  context: int = 600) -> dict[str, Any]:
-        """A stored document's text around ``start``-``end`` (see ``GET /documents/{key}``)."""
+        """A stored document (``Hit.doc_id``) with its text around ``start``-``end`` (see
+        ``GET /documents/{doc_id}``)."""
         params = {"start": start, "context": context, **({"end": end} if end is not None else {})}
-        return self._call("GET", f"/documents/{_quote(key)}", params=params)
+        return self._call("GET", f"/documents/{int(doc_id)}", params=params)
 
     def stats(self) -> dict[str, Any]:
         """As :meth:`searchkit.SearchIndex.stats`."""

@@ -32,6 +32,19 @@ CONFIG_ENV = "SEARCHKIT_CONFIG"
 # own model; any other name must match it (see SearchIndex.check_model).
 DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 
+# The words each choice accepts, defined once: config checks, the API, the retrieval code, the
+# local backend's FAISS structures and the CLI's click choices all read these.
+BACKENDS = ("local",)
+DEVICES = ("cpu", "cuda", "mps", "auto")
+CHUNKING_MODES = ("late", "naive", "none")
+CHUNKING_STRATEGIES = ("fixed", "sentence")
+ANN_KINDS = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("auto", *ANN_KINDS)
+MODES = ("dense", "keyword", "hybrid")
+RERANKS = ("none", "late")
+FUSIONS = ("rrf", "weighted")
+EXECUTORS = ("local", "ray")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -80,12 +93,26 @@ class IngestConfig:
     max_file_mb: float = 20.0
     commit_every: int = 16
     checkpoint_seconds: float = 30.0
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         # "txt" means ".txt" (an environment variable or flag is easily written without dots):
         # a bare word would match no file at all.
         object.__setattr__(self, "extensions", tuple(
             e if e.startswith(".") else f".{e}" for e in self.extensions))
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The Ray cluster that embeds with ``ingest.executor: ray``."""
+
+    address: str | None = None   # None: start a local cluster; "auto" or "ray://host:10001": join one
+    cpus: int | None = None      # CPUs of a local cluster (None: all of this machine's)
+    workers: int = 2             # model actors
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    batch_tokens: int = 16384    # about this many tokens per batch sent to an actor
+    window_docs: int = 1024      # documents the driver hands to the cluster at once
 
 
 @dataclass(frozen=True)
@@ -125,33 +152,39 @@ class Config:
     """The whole configuration. Build one with :func:`load_config`."""
 
     index: str = ".searchkit"
+    backend: str = "local"
     model: ModelConfig = field(default_factory=ModelConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     ann: AnnConfig = field(default_factory=AnnConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
 
 # Settings whose value must be one of a few words; checked after every merge.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.device": ("cpu", "cuda", "mps", "auto"),
-    "chunking.mode": ("late", "naive", "none"),
-    "chunking.strategy": ("fixed", "sentence"),
-    "ann.type": ("auto", "flat", "ivf", "hnsw"),
-    "search.mode": ("dense", "keyword", "hybrid"),
-    "search.rerank": ("none", "late"),
-    "search.fusion": ("rrf", "weighted"),
+    "backend": BACKENDS,
+    "model.device": DEVICES,
+    "chunking.mode": CHUNKING_MODES,
+    "chunking.strategy": CHUNKING_STRATEGIES,
+    "ann.type": INDEX_TYPES,
+    "search.mode": MODES,
+    "search.rerank": RERANKS,
+    "search.fusion": FUSIONS,
+    "ingest.executor": EXECUTORS,
 }
 
 POSITIVE = {
     "model.window_tokens", "model.max_windows", "model.batch_tokens", "model.network_timeout", "chunking.size",
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
     "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
-    "search.rerank_depth", "search.rrf_k", "search.snippet_words", "server.port",
-    "server.max_body_mb", "server.max_k", "server.max_query_chars",
+    "search.rerank_depth", "search.rrf_k", "search.snippet_words",
+    "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
+    "server.port", "server.max_body_mb", "server.max_k", "server.max_query_chars",
 }
-NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "server.write_wait"}
+NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker",
+                "server.write_wait"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
 
 

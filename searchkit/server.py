@@ -1,11 +1,11 @@
 """``searchkit serve``: an HTTP API and a search page over one index folder (FastAPI on uvicorn).
 
-The server is thin over :class:`searchkit.SearchIndex`. It holds two handles on the folder,
-each used from its own single thread: a reader for searches, stats and document text, and a
-writer (opened on the first write) for ``add_records``, ``add_paths`` and ``remove``. A handle
-keeps a SQLite connection and FAISS caches that one thread at a time may use; two handles let a
-long write run while searches go on, and the reader catches up with the writer's commits by
-generation, as a second process would. Writes from other processes are kept out by the
+The server is thin over :class:`searchkit.SearchIndex`. It holds two handles on the folder: a
+reader, shared by the thread pool that runs searches, stats and document text concurrently,
+and a writer (opened on the first write) on a thread of its own for ``add_records``,
+``add_paths`` and ``remove``, so a long write never holds up searches (and each handle has
+its own model, as a tokenizer serves one thread at a time). The reader sees the writer's
+commits as it would a second process's. Writes from other processes are kept out by the
 folder's writer lock (409 with the holder's pid, or a wait of ``server.write_wait`` seconds).
 
 Every error is ``{"error": "..."}`` with a 4xx status (503 while the model loads); the mapping
@@ -32,6 +32,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -114,12 +115,11 @@ class PathsIn(_Strict):
 # -- the index behind the server --------------------------------------------------------------
 
 class ServedIndex:
-    """The reader and writer handles on one index folder, each on its own thread."""
+    """The reader (shared by the thread pool) and the writer (one thread) on one folder."""
 
     def __init__(self, folder: Path, config: Config):
         self.folder = folder
         self.config = config
-        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="searchkit-read")
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="searchkit-write")
         self.reader: SearchIndex | None = None
         self.writer: SearchIndex | None = None
@@ -127,8 +127,7 @@ class ServedIndex:
         self.load_error: str | None = None
 
     async def read(self, fn: Callable[[SearchIndex], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._read_thread, lambda: fn(self.reader))
+        return await run_in_threadpool(fn, self.reader)
 
     async def write(self, fn: Callable[[SearchIndex], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -146,9 +145,8 @@ class ServedIndex:
         model in the background: /readyz answers 503 until it is loaded."""
         if self.config.server.writable:
             await self.write(lambda ix: None)   # creates an empty index if there is none
-        self.reader = await asyncio.get_running_loop().run_in_executor(
-            self._read_thread, lambda: SearchIndex.open(self.folder, self.config))
-        asyncio.get_running_loop().run_in_executor(self._read_thread, self._warm)
+        self.reader = await run_in_threadpool(SearchIndex.open, self.folder, self.config)
+        asyncio.get_running_loop().run_in_executor(None, self._warm)
 
     def _warm(self) -> None:
         try:
@@ -163,17 +161,18 @@ class ServedIndex:
             log.error("%s", self.load_error)
 
     def close(self) -> None:
-        """Finish the writes and searches under way, then close both handles (each on the
-        thread that uses it)."""
-        for name, thread in (("writer", self._write_thread), ("reader", self._read_thread)):
-            thread.submit(self._close_handle, name).result()
-            thread.shutdown(wait=True)
+        """Finish the writes under way, then close both handles (uvicorn has finished the
+        requests under way before the app shuts down)."""
+        self._write_thread.submit(self._close_writer).result()
+        self._write_thread.shutdown(wait=True)
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
 
-    def _close_handle(self, name: str) -> None:
-        ix = getattr(self, name)
-        if ix is not None:
-            ix.close()
-            setattr(self, name, None)
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 # -- middleware -------------------------------------------------------------------------------
@@ -314,14 +313,17 @@ def create_app(index: str | os.PathLike | None = None, config: Config | None = N
                                               fusion=fusion, chunks=chunks, distinct=distinct,
                                               filters=filters))
 
-    @app.get("/documents/{key:path}", tags=["documents"], dependencies=[reader])
-    async def document(key: str, start: int = Query(0, ge=0), end: int | None = Query(None, ge=0),
+    @app.get("/documents/{doc_id}", tags=["documents"], dependencies=[reader])
+    async def document(doc_id: int, start: int = Query(0, ge=0),
+                       end: int | None = Query(None, ge=0),
                        context: int = Query(DEFAULT_CONTEXT, ge=0, le=MAX_CONTEXT)) -> dict:
-        """A document's text from ``start - context`` to ``end + context`` (character offsets,
-        as in a hit's passage), with where that window sits in the whole text."""
-        found = await served.read(lambda ix: ix.document(key))
+        """A document (a hit's ``doc_id``) with its text from ``start - context`` to
+        ``end + context`` (character offsets, as in a hit's passage), and where that window
+        sits in the whole text."""
+        found = await served.read(lambda ix: ix.document(doc_id))
         if found is None:
-            raise HTTPException(404, f"no document with key {key!r}")
+            raise HTTPException(404, f"no document with id {doc_id} (removed, or replaced by a "
+                                     "newer version: search again)")
         text = found.pop("text")
         end = start if end is None else end
         if end < start:

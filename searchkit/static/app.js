@@ -118,7 +118,7 @@ async function openDocument(hit, terms, button) {
   const start = hit.passage ? hit.passage.char_start : 0;
   const end = hit.passage ? hit.passage.char_end : 0;
   try {
-    const doc = await call(`/documents/${encodeURIComponent(hit.key)}?start=${start}&end=${end}`);
+    const doc = await call(`/documents/${Number(hit.doc_id)}?start=${start}&end=${end}`);
     $("doc-title").textContent = doc.title || doc.key;
     $("doc-path").textContent = (doc.path || doc.key) + ` (characters ${doc.offset}–${doc.offset + doc.text.length} of ${doc.length})`;
     const pre = $("doc-text");
