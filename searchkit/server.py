@@ -459,4 +459,7 @@ def serve(index: str | os.PathLike | None = None, config: Config | None = None) 
         log.warning("serving on %s with no API key: anyone who can reach this port can search"
                     "%s", settings.host, " and write" if settings.writable else "")
     uvicorn.run(create_app(folder, config), host=settings.host, port=settings.port,
-                log_level="info", server_header=False, timeout_graceful_shutdown=30)
+                log_level="info", server_header=False, timeout_graceful_shutdown=30,
+                # uvicorn's 5 s closes an idle keep-alive connection just as a client on a
+                # stalled machine reuses it (one such disconnect in the 30 s benchmark).
+                timeout_keep_alive=30)
