@@ -130,8 +130,12 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
               chunk_size, batch_tokens, executor, wait):
     """Index files and folders (recursively), incrementally.
 
-    Unchanged files are skipped by content hash, changed ones re-embedded, and files deleted
-    from the given folders removed.
+    Unchanged files (same SHA-256) are skipped without embedding (a touched one gets its new
+    modification time recorded, for --since/--until); changed files replace their entry, or
+    lose it when the file is now empty, binary or otherwise unusable; files deleted from the
+    given folders are removed. Files are keyed by their absolute path with .. resolved. Hidden,
+    binary, non-UTF-8, empty, oversized and unsupported files are skipped with one line each; a
+    summary line says added / updated / unchanged / removed / skipped.
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
@@ -183,7 +187,12 @@ def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, re
               distinct, paths, types, since, until, where, model, as_json, server, api_key):
     """Search the index for TEXT.
 
-    Filters apply before ranking, so -k N returns N results whenever N documents match.
+    Prints rank, score, path, title and each document's best passage. Filters apply before
+    ranking, so -k N returns N results whenever N documents match. --json prints one object:
+    {"query", "index", "mode", "model", "hits": [{"rank", "score", "key", "path", "title",
+    "snippet", "doc_id", "metadata", "scores", "passage": {"text", "char_start", "char_end",
+    "score"}}]}. With --server URL (or SEARCHKIT_SERVER) a running `searchkit serve` answers:
+    same output, no model loaded.
     """
     filters = Filters.build(path=paths or None, type=types or None, since=since, until=until,
                             where=where or None)
@@ -327,7 +336,12 @@ def _fmt(data: dict | None) -> str:
 @click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
 @handle_errors
 def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
-    """Remove documents by record id, file path (even if deleted) or folder."""
+    """Remove documents by record id, file path (even if deleted) or folder.
+
+    Each KEY is tried as a record id first, so a file of the same name in the current folder
+    does not shadow it; a path may be relative or absolute; a folder removes everything indexed
+    under it; a KEY that matches nothing is named in a warning.
+    """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
     with open_index(config=config, wait=wait) as ix:

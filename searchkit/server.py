@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Literal, TypeVar
+from typing import Annotated, Any, AsyncIterator, Callable, Literal, TypeVar
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
@@ -299,14 +299,16 @@ def create_app(index: str | os.PathLike | None = None, config: Config | None = N
 
     @app.get("/search", tags=["search"], dependencies=[reader])
     async def search_get(
-            q: str = Query(..., description="the query"), k: int | None = Query(None, ge=1),
+            q: Annotated[str, Query(description="the query")],
+            k: Annotated[int | None, Query(ge=1)] = None,
             mode: Literal["dense", "keyword", "hybrid"] | None = None,
             rerank: Literal["none", "late"] | None = None,
             fusion: Literal["rrf", "weighted"] | None = None,
             chunks: bool = False, distinct: bool = False,
-            path: list[str] | None = Query(None), type: list[str] | None = Query(None),
+            path: Annotated[list[str] | None, Query()] = None,
+            type: Annotated[list[str] | None, Query()] = None,
             since: str | None = None, until: str | None = None,
-            where: list[str] | None = Query(None)) -> dict:
+            where: Annotated[list[str] | None, Query()] = None) -> dict:
         """``POST /search`` for quick use: ``/search?q=lava&k=5&type=md&where=year>=1900``."""
         filters = FiltersIn(path=path, type=type, since=since, until=until, where=where)
         return await _search(served, SearchIn(query=q, k=k, mode=mode, rerank=rerank,
@@ -314,9 +316,9 @@ def create_app(index: str | os.PathLike | None = None, config: Config | None = N
                                               filters=filters))
 
     @app.get("/documents/{doc_id}", tags=["documents"], dependencies=[reader])
-    async def document(doc_id: int, start: int = Query(0, ge=0),
-                       end: int | None = Query(None, ge=0),
-                       context: int = Query(DEFAULT_CONTEXT, ge=0, le=MAX_CONTEXT)) -> dict:
+    async def document(doc_id: int, start: Annotated[int, Query(ge=0)] = 0,
+                       end: Annotated[int | None, Query(ge=0)] = None,
+                       context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = DEFAULT_CONTEXT) -> dict:
         """A document (a hit's ``doc_id``) with its text from ``start - context`` to
         ``end + context`` (character offsets, as in a hit's passage), and where that window
         sits in the whole text."""

@@ -49,7 +49,7 @@ def _search(browser, url: str, query: str):
     return browser.find_elements(By.CSS_SELECTOR, "#results .hit")
 
 
-def test_query_shows_the_expected_document_first_with_its_passage_highlighted(live, browser, tmp_path):
+def test_query_shows_the_expected_document_first_with_its_passage_highlighted(live, browser, tmp_path):  # noqa: F811
     hits = _search(browser, live, "lava eruption volcano")
     first = hits[0]
     assert first.find_element(By.CSS_SELECTOR, ".path").text.endswith("volcano.txt")
@@ -67,7 +67,7 @@ def test_query_shows_the_expected_document_first_with_its_passage_highlighted(li
     assert not browser.find_element(By.ID, "document").is_displayed()
 
 
-def test_a_script_in_a_document_renders_as_text(live, browser, tmp_path):
+def test_a_script_in_a_document_renders_as_text(live, browser, tmp_path):  # noqa: F811
     hits = _search(browser, live, "pirate treasure map")
     first = hits[0]
     assert first.find_element(By.CSS_SELECTOR, ".hit-open").text == \
