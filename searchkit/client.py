@@ -182,7 +182,7 @@ def _hit(data: Mapping[str, Any]) -> Hit:
                path=data["path"], snippet=data["snippet"], doc_id=data["doc_id"],
                metadata=data.get("metadata") or {},
                passage=Passage(passage["text"], passage["char_start"], passage["char_end"],
-                               passage["score"]) if passage else None,
+                               passage["score"], page=passage.get("page")) if passage else None,
                scores=data.get("scores") or {})
 
 
