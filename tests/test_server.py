@@ -524,3 +524,12 @@ def test_eval_help_lists_every_mode():
     from searchkit.evaluation.runner import EVAL_MODES
     text = CliRunner().invoke(main, ["eval", "--help"], terminal_width=400).output
     assert all(mode in text for mode in EVAL_MODES)
+
+
+def test_client_hits_keep_the_passage_page():
+    from searchkit.client import hits_of
+    answer = {"hits": [{"rank": 1, "score": 0.5, "key": "k", "title": "t", "path": "a.pdf",
+                        "snippet": "s", "doc_id": 3, "metadata": {}, "scores": {},
+                        "passage": {"text": "x", "char_start": 0, "char_end": 1, "score": 0.5,
+                                    "page": 7}}]}
+    assert hits_of(answer)[0].passage.page == 7
