@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from common import median, pct
+from common import pct
 
 import faiss  # noqa: E402
 from searchkit.backends.local import ann  # noqa: E402
@@ -69,7 +69,7 @@ def query_vectors() -> np.ndarray:
         path = VECTORS / f"{d}.queries.npy"
         if not path.exists():
             from searchkit.embedding.embedder import Embedder
-            np.save(path, Embedder.load(ModelConfig(name="all-MiniLM-L6-v2")).encode_queries(common.eval_queries(d)))
+            np.save(path, Embedder.load(ModelConfig(name="all-MiniLM-L6-v2", runtime="torch")).encode_queries(common.eval_queries(d)))
         out.append(np.load(path))
     return np.concatenate(out)
 
@@ -77,7 +77,6 @@ def query_vectors() -> np.ndarray:
 def synthetic(pool: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:
     """``pool`` plus points between real neighbours, up to ``n`` rows (see the module docstring)."""
     rng = np.random.default_rng(seed)
-    dim = pool.shape[1]
     # 10 nearest real neighbours of every real vector (IVF, good enough to pick a neighbour).
     nlist = int(4 * math.sqrt(len(pool)))
     ivf = build(AnnParams("ivf", nlist=nlist), pool, 64)
@@ -223,7 +222,7 @@ def embed_latency(texts: list[str], repeats: int) -> dict:
     import torch
 
     from searchkit.embedding.embedder import SPECIAL_TOKENS, Embedder
-    embedder = Embedder.load(ModelConfig(name="all-MiniLM-L6-v2"))
+    embedder = Embedder.load(ModelConfig(name="all-MiniLM-L6-v2", runtime="torch"))
     embedder.encode_queries(texts[:10])
     limit = embedder.info.window_tokens - SPECIAL_TOKENS
 

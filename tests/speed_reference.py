@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from searchkit.hits import Hit, Passage
+from searchkit.hits import Hit
 from searchkit.retrieval import ranking
-from searchkit.retrieval.searcher import Searcher
+from searchkit.retrieval.searcher import Searcher, _passage
 
 
 class SqlView:
@@ -86,8 +86,7 @@ class ReferenceSearcher(Searcher):
             if doc_id in best:
                 chunk = best[doc_id]
                 score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
-                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                                  chunk.char_end, score, chunk.id)
+                passage = _passage(row, chunk.char_start, chunk.char_end, score, chunk.id)
                 if chunk.id in chunk_dense:
                     scores["chunk"] = chunk_dense[chunk.id]
             hits.append(self._hit(rank, final[doc_id], row, passage, scores))

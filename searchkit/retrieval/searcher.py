@@ -21,6 +21,7 @@ from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
 from . import fusion as adaptive_fusion
+from ..pages import PAGED_KINDS, page_at
 from . import ranking
 
 # The adaptive fusion reads each document's best late chunk among this many chunks per
@@ -206,7 +207,7 @@ class Searcher:
                 start, end = int(spans.char_start[p]), int(spans.char_end[p])
                 score = float(dense[p]) if dense is not None else \
                     chunk_keyword.get(int(spans.ids[p]), 0.0)
-                passage = Passage(row.text[start:end], start, end, score, int(spans.ids[p]))
+                passage = _passage(row, start, end, score, int(spans.ids[p]))
                 if dense is not None:
                     scores["chunk"] = score
             hits.append(self._hit(rank, final[doc_id], row, passage, scores))
@@ -250,8 +251,7 @@ class Searcher:
         for rank, chunk_id in enumerate(order, 1):
             chunk = chunks[chunk_id]
             row = rows[chunk.doc_id]
-            passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                              chunk.char_end, final[chunk_id], chunk_id)
+            passage = _passage(row, chunk.char_start, chunk.char_end, final[chunk_id], chunk_id)
             scores = {name: s[chunk_id] for name, s in (("chunk", dense), ("keyword", keyword))
                       if chunk_id in s}
             hits.append(self._hit(rank, final[chunk_id], row, passage, scores))
@@ -278,3 +278,9 @@ def _aligned(ids: np.ndarray, scores: Mapping[int, float]) -> np.ndarray:
         hit = keys[sorter[where]] == ids
         out[hit] = values[sorter[where[hit]]]
     return out
+
+
+def _passage(row: DocRow, start: int, end: int, score: float, chunk_id: int) -> Passage:
+    """The passage ``row.text[start:end]``, with its first page when the document has pages."""
+    page = page_at(row.text, start) if row.kind in PAGED_KINDS else None
+    return Passage(row.text[start:end], start, end, score, chunk_id, page)

@@ -83,7 +83,7 @@ class LocalBackend:
         self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
         self._chunk_tables: dict[int, ChunkTable | None] = {}
         self._chunk_tables_lock = threading.Lock()
-        self.store  # open (and create or migrate) the database now, in the opening thread
+        _ = self.store  # open (and create or migrate) the database now, in the opening thread
 
     # -- connections ----------------------------------------------------------------------
 
