@@ -32,6 +32,19 @@ CONFIG_ENV = "SEARCHKIT_CONFIG"
 # own model; any other name must match it (see SearchIndex.check_model).
 DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 
+# The words each choice accepts, defined once: config checks, the API, the retrieval code, the
+# local backend's FAISS structures and the CLI's click choices all read these.
+BACKENDS = ("local",)
+DEVICES = ("cpu", "cuda", "mps", "auto")
+CHUNKING_MODES = ("late", "naive", "none")
+CHUNKING_STRATEGIES = ("fixed", "sentence")
+ANN_KINDS = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("auto", *ANN_KINDS)
+MODES = ("dense", "keyword", "hybrid")
+RERANKS = ("none", "late")
+FUSIONS = ("adaptive", "weighted", "rrf")
+EXECUTORS = ("local", "ray")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -76,16 +89,32 @@ class AnnConfig:
 class IngestConfig:
     """Which files are read and how often progress is committed."""
 
-    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm")
+    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf",
+                                   ".docx")
     max_file_mb: float = 20.0
+    max_pages: int = 5000
     commit_every: int = 16
     checkpoint_seconds: float = 30.0
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         # "txt" means ".txt" (an environment variable or flag is easily written without dots):
         # a bare word would match no file at all.
         object.__setattr__(self, "extensions", tuple(
             e if e.startswith(".") else f".{e}" for e in self.extensions))
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The Ray cluster that embeds with ``ingest.executor: ray``."""
+
+    address: str | None = None   # None: start a local cluster; "auto" or "ray://host:10001": join one
+    cpus: int | None = None      # CPUs of a local cluster (None: all of this machine's)
+    workers: int = 2             # model actors
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    batch_tokens: int = 16384    # about this many tokens per batch sent to an actor
+    window_docs: int = 1024      # documents the driver hands to the cluster at once
 
 
 @dataclass(frozen=True)
@@ -104,35 +133,60 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """``searchkit serve``: where it listens, what it lets through, and who may write."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    writable: bool = False
+    api_key: str | None = None
+    read_key: str | None = None
+    max_body_mb: float = 10.0
+    max_k: int = 100
+    max_query_chars: int = 2000
+    cors_origins: tuple[str, ...] = ()
+    allow_paths: str | None = None
+    write_wait: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Build one with :func:`load_config`."""
 
     index: str = ".searchkit"
+    backend: str = "local"
     model: ModelConfig = field(default_factory=ModelConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     ann: AnnConfig = field(default_factory=AnnConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
 
 # Settings whose value must be one of a few words; checked after every merge.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.device": ("cpu", "cuda", "mps", "auto"),
-    "chunking.mode": ("late", "naive", "none"),
-    "chunking.strategy": ("fixed", "sentence"),
-    "ann.type": ("auto", "flat", "ivf", "hnsw"),
-    "search.mode": ("dense", "keyword", "hybrid"),
-    "search.rerank": ("none", "late"),
-    "search.fusion": ("adaptive", "weighted", "rrf"),
+    "backend": BACKENDS,
+    "model.device": DEVICES,
+    "chunking.mode": CHUNKING_MODES,
+    "chunking.strategy": CHUNKING_STRATEGIES,
+    "ann.type": INDEX_TYPES,
+    "search.mode": MODES,
+    "search.rerank": RERANKS,
+    "search.fusion": FUSIONS,
+    "ingest.executor": EXECUTORS,
 }
 
 POSITIVE = {
     "model.window_tokens", "model.max_windows", "model.batch_tokens", "model.network_timeout", "chunking.size",
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
-    "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
+    "ann.ef_search", "ingest.max_file_mb", "ingest.max_pages", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
+    "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
+    "server.port", "server.max_body_mb", "server.max_k", "server.max_query_chars",
 }
-NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds"}
+NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker",
+                "server.write_wait"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
 
 
@@ -244,6 +298,8 @@ def _validate(key: str, value: Any, source: str) -> None:
         raise ConfigError(f"{key} ({source}): must be between 0 and 1, got {value!r}")
     if key in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{key} ({source}): must be 0 or more, got {value!r}")
+    if key == "server.port" and value > 65535:
+        raise ConfigError(f"{key} ({source}): must be a TCP port (1-65535), got {value!r}")
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
