@@ -13,7 +13,7 @@ from searchkit import SearchIndex
 from searchkit.cli import main
 from searchkit.config import SearchConfig
 from searchkit.errors import InputError
-from searchkit.evaluation.runner import MODES
+from searchkit.evaluation.runner import EVAL_MODES
 from searchkit.retrieval import fusion
 from searchkit.retrieval.fusion import SHIPPED, first_stage, gather, second_stage
 
@@ -79,7 +79,7 @@ def test_shipped_weights_are_plain_numbers():
 
 def test_adaptive_is_the_default_and_the_others_stay_selectable():
     assert SearchConfig().fusion == "adaptive" and SearchConfig().mode == "hybrid"
-    assert MODES["default"].settings["search.fusion"] == "adaptive"
+    assert EVAL_MODES["default"].settings["search.fusion"] == "adaptive"
 
 
 # -- real retrieval with MiniLM ---------------------------------------------------------------
