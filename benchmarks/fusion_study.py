@@ -218,7 +218,9 @@ def fit(batches: list[Batch], spec: str, l2: float) -> np.ndarray:
     for b in batches:
         x = design(b, spec)
         keep = (b.rel > 0).any(1)
-        xs.append(x[keep]); ys.append(b.rel[keep] > 0); ms.append(b.mask[keep])
+        xs.append(x[keep])
+        ys.append(b.rel[keep] > 0)
+        ms.append(b.mask[keep])
         ws.append(np.full(keep.sum(), 1.0 / max(keep.sum(), 1) / len(batches)))
     width = max(x.shape[1] for x in xs)
     x = np.concatenate([np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0))) for a in xs])
@@ -409,12 +411,15 @@ def main() -> None:
           "(LOSO) and with the shipped numbers (all sets), the best fixed rule, BM25\n")
     print("| set | old default | adaptive LOSO | adaptive shipped | best fixed rule | BM25 |\n"
           "|---|---:|---:|---:|---|---:|")
+    def cell(label: str, n: str) -> str:
+        return f"{table[label][n]['ndcg10']:.3f} ({table[label][n]['recall1']:.2f})"
+
     for n in names:
-        best = max(fixed, key=lambda label: table[label][n]["ndcg10"])
-        cell = lambda label: f"{table[label][n]['ndcg10']:.3f} ({table[label][n]['recall1']:.2f})"
-        loso = cell("gated + chunk BM25 head LOSO") if len(names) > 1 else "-"
-        print(f"| {n} | {cell('hybrid weighted 0.2 (old default)')} | {loso} | "
-              f"{cell('gated + chunk BM25 head, all sets')} | {best}: {cell(best)} | {cell('bm25')} |")
+        best = max(fixed, key=lambda label: table[label][n]["ndcg10"])  # noqa: B023
+        loso = cell("gated + chunk BM25 head LOSO", n) if len(names) > 1 else "-"
+        print(f"| {n} | {cell('hybrid weighted 0.2 (old default)', n)} | {loso} | "
+              f"{cell('gated + chunk BM25 head, all sets', n)} | {best}: {cell(best, n)} | "
+              f"{cell('bm25', n)} |")
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
 
