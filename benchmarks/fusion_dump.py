@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from searchkit import SearchIndex
-from searchkit.evaluation.datasets import load_beir
-from searchkit.retrieval.ranking import fts_query
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # this checkout's searchkit
+from searchkit import SearchIndex  # noqa: E402
+from searchkit.backends.local.sql import fts_query  # noqa: E402
+from searchkit.evaluation.datasets import load_beir  # noqa: E402
 
 CHUNK_TOP = 1000
 
@@ -36,7 +38,7 @@ def dump(dataset: Path, index: Path, out: Path) -> None:
     queries = data.judged_queries
     qids = list(queries)
     with SearchIndex.open(index) as ix:
-        store = ix.store
+        store = ix.backend.store   # the local backend: SQLite + FTS5
         dim = ix.model_info.dimension
         db = store.db
         doc_ids, doc_vecs = store.vectors("documents", dim)

@@ -164,7 +164,7 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
               help="dense: vectors; keyword: BM25 over SQLite FTS5; hybrid: both, fused "
                    "(setting search.mode).")
 @click.option("--fusion", type=click.Choice(FUSIONS), default=None,
-              help="How hybrid fuses the two lists (setting search.fusion).")
+              help="How hybrid fuses its lists: adaptive (default), weighted or rrf (setting search.fusion).")
 @click.option("--rerank", type=click.Choice(RERANKS), default=None,
               help="late: rescore the top documents with their best late chunk (setting search.rerank).")
 @click.option("--chunks", is_flag=True, help="Return passages from the chunk index instead of documents.")

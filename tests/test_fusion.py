@@ -165,7 +165,7 @@ def test_cli_fusion_choice(mixed_index):
                                            "--index", str(folder), "--fusion", fusion_name,
                                            "--json", "-k", "2"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["hits"]
+        assert json.loads(result.stdout)["hits"]
 
 
 def test_fusion_module_has_no_model_or_storage_imports():

@@ -24,10 +24,10 @@ from . import fusion as adaptive_fusion
 from ..pages import PAGED_KINDS, page_at
 from . import ranking
 
-# The adaptive fusion reads each document's best late chunk among this many chunks per
-# candidate list entry (chunk-vector search, then the best chunk of each document).
-CHUNKS_PER_CANDIDATE = 4
 QUERY_CACHE = 32  # query embeddings kept per open index
+# The adaptive fusion's late list: each document's best chunk among this many chunks per
+# candidate asked of the other lists (a chunk-vector search).
+CHUNKS_PER_CANDIDATE = 4
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -117,7 +117,7 @@ class Searcher:
         chunk_keyword = None
         if adaptive:
             if adaptive_fusion.SHIPPED.late_share > 0:
-                lists["best_chunk"] = self.best_chunk_per_document(
+                lists["best_chunk"] = self._best_chunk_per_document(
                     view, qvec, CHUNKS_PER_CANDIDATE * depth, filters)
             final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
         elif mode == "hybrid":
@@ -136,19 +136,20 @@ class Searcher:
 
     def _adaptive(self, view: ReadView, lists: Mapping[str, Mapping[int, float]],
                   text: str | None, depth: int, k: int) -> tuple[dict[int, float], dict[int, float]]:
-        """Query-adaptive fusion (:mod:`searchkit.retrieval.fusion`): ``id → score`` and the
+        """Query-adaptive fusion (:mod:`searchkit.retrieval.fusion`): ``id → score``, and the
         BM25 of the matching chunks of the first stage's head (``chunk id → score``), which
         also pick the hits' passages."""
         weights = dataclasses.replace(adaptive_fusion.SHIPPED,
                                       head=max(k, adaptive_fusion.SHIPPED.head))
         # Without a late list its column is all zeros, which a zero late_share never reads.
-        ev = adaptive_fusion.gather({"dense": lists["dense"], "late": lists.get("best_chunk", {}),
-                                     "keyword": lists["keyword"]}, depth)
+        ev = adaptive_fusion.gather({"dense": lists.get("dense", {}),
+                                     "late": lists.get("best_chunk", {}),
+                                     "keyword": lists.get("keyword", {})}, depth)
         if not len(ev.ids):
             return {}, {}
         first = adaptive_fusion.first_stage(ev, weights)
         head = ev.ids[np.argsort(-first, kind="stable")[:weights.head]]
-        chunk_keyword = view.keyword_chunks(text, head.tolist()) if text and lists["keyword"] else {}
+        chunk_keyword = view.keyword_chunks(text, head.tolist()) if text and lists.get("keyword") else {}
         passage = np.zeros(len(ev.ids))
         if chunk_keyword:
             owners = chunk_spans(view, ids=chunk_keyword)
@@ -160,10 +161,10 @@ class Searcher:
             sorter = np.argsort(ev.ids)
             passage[sorter[np.searchsorted(ev.ids, docs, sorter=sorter)]] = scores[first_row]
         final = adaptive_fusion.second_stage(first, passage, weights)
-        return dict(zip(ev.ids.tolist(), final.tolist())), chunk_keyword
+        return dict(zip(ev.ids.tolist(), final.tolist())), dict(chunk_keyword)
 
-    def best_chunk_per_document(self, view: ReadView, qvec: np.ndarray, n: int,
-                                filters: Filters | None) -> dict[int, float]:
+    def _best_chunk_per_document(self, view: ReadView, qvec: np.ndarray, n: int,
+                                 filters: Filters | None) -> dict[int, float]:
         """``doc id → cosine`` of each document's best chunk among the top ``n`` chunks."""
         top = view.vector_search("chunks", qvec, n, filters)
         if not top:

@@ -455,21 +455,15 @@ class Store:
             sql, params = where or ("1", [])
             rows = self.db.execute(f"{select}({sql}){tail}", [match, *params, *after]).fetchall()
         else:
-            rows = [(i, s) for i, _, s in self.keyword_chunks_of(match, doc_ids)][:limit]
+            rows = self._in_batches(select + "c.doc_id IN ({ids})" + tail,
+                                    [int(i) for i in doc_ids], [match], after)
+            # Best first across batches (a stable sort keeps one batch's own order).
+            rows = sorted(rows, key=lambda r: -r[1])[:limit]
         return {int(i): float(s) for i, s in rows}
-
-    def keyword_chunks_of(self, match: str, doc_ids: Sequence[int]) -> list[tuple[int, int, float]]:
-        """``(chunk id, document id, BM25)`` of the matching chunks of ``doc_ids``, best first."""
-        rows = self._in_batches(
-            "SELECT chunks_fts.rowid, c.doc_id, -bm25(chunks_fts) FROM chunks_fts "
-            "JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ? AND "
-            "c.doc_id IN ({ids}) ORDER BY bm25(chunks_fts)", [int(i) for i in doc_ids], [match])
-        # Best first across batches (a stable sort keeps one batch's own order).
-        return [(int(i), int(d), float(s)) for i, d, s in sorted(rows, key=lambda r: -r[2])]
 
     def keyword_chunks_in(self, match: str, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, float]]:
         """``(chunk id, BM25)`` of the matching chunks whose ids lie in the inclusive
-        ``ranges``, best first: :meth:`keyword_chunks_of` for chunk ids already known.
+        ``ranges``, best first: :meth:`keyword_chunks` of given documents, for chunk ids already known.
 
         One FTS5 cursor, filtered by rowid: no join to ``chunks`` per matching row, which is
         what made the per-document form cost 20-40 ms on git_whatis (BENCHMARKS.md, "Warm
