@@ -446,8 +446,9 @@ class Store:
         Either the chunks of ``doc_ids`` (to pick each document's passage) or the top ``limit``
         chunks of the documents passing ``where`` (passage search).
         """
+        # Without filters or documents no row of ``chunks`` is needed (see keyword_documents).
         join = ("JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
-                if where else "")
+                if where or doc_ids is not None else "")
         select = f"SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts {join}WHERE chunks_fts MATCH ? AND "
         tail = " ORDER BY bm25(chunks_fts)" + (" LIMIT ?" if limit is not None else "")
         after = [int(limit)] if limit is not None else []
