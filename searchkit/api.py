@@ -27,7 +27,7 @@ from .ann import VectorIndex
 from .caches import TABLES, VectorCaches
 from .chunking import max_span_tokens
 from .config import DEFAULT_MODEL, ChunkingConfig, Config, load_config
-from .documents import Document, record_document
+from .documents import Document, Skipped, record_document
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
 from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStoreError,
@@ -170,7 +170,8 @@ class SearchIndex:
     # -- writing --------------------------------------------------------------------------
 
     @_guard_db
-    def add_paths(self, paths: Sequence[str | os.PathLike], show_progress: bool = False) -> IngestReport:
+    def add_paths(self, paths: Sequence[str | os.PathLike], show_progress: bool = False,
+                  on_skip: Callable[[Skipped], None] | None = None) -> IngestReport:
         """Index files and folders incrementally.
 
         Unchanged files (same content hash) are not embedded again, changed files replace their
@@ -179,6 +180,7 @@ class SearchIndex:
         Unusable files are reported in ``report.skipped`` and never stop the run; an indexed
         file whose content became unusable (emptied, binary, not UTF-8, too large) also loses
         its entry (counted in ``report.removed``), one that cannot be read keeps it.
+        ``on_skip`` is called with each :class:`Skipped` as soon as it is known.
 
         Raises:
             InputError: a path does not exist, or the folders hold no supported file at all.
@@ -186,7 +188,7 @@ class SearchIndex:
         """
         if not paths:
             raise InputError("no path given to index")
-        return self._add(lambda indexer: indexer.add_paths(paths, self.chunking, show_progress))
+        return self._add(lambda indexer: indexer.add_paths(paths, self.chunking, show_progress, on_skip))
 
     @_guard_db
     def add_records(self, records: Iterable[Any], show_progress: bool = False) -> IngestReport:

@@ -197,10 +197,11 @@ def _coerce(key: str, hint: Any, value: Any, where: str, text: bool = False) -> 
     ``text``: the value is a raw string from a flag or environment variable (see
     :func:`_parse_text`); otherwise it is already typed (a YAML file, or Python code).
     """
+    given = value
     if text and isinstance(value, str):
         value = _parse_text(key, hint, value, where)
     base, optional = _unwrap(hint)
-    bad = ConfigError(f"{key} ({where}): expected {_type_name(hint)}, got {value!r}")
+    bad = ConfigError(f"{key} ({where}): expected {_type_name(hint)}, got {given!r}")
     if value is None:
         if optional:
             return None
@@ -224,13 +225,15 @@ def _coerce(key: str, hint: Any, value: Any, where: str, text: bool = False) -> 
     if typing.get_origin(base) is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
             raise bad
         return tuple(value)
     raise bad  # pragma: no cover - every annotation above is handled
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(_unwrap(hint)[0]) is tuple:
+        return "a list of one or more words, comma-separated (.txt,.md) or in YAML ([.txt, .md])"
     text = getattr(hint, "__name__", None) or str(hint)
     return text.replace("typing.", "").replace("NoneType", "null")
 
@@ -281,7 +284,8 @@ def find_config_file(explicit: str | os.PathLike | None = None,
 def load_config(path: str | os.PathLike | None = None,
                 overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None,
-                discover: bool = True) -> Config:
+                discover: bool = True,
+                settings: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from defaults, a YAML file, the environment and overrides.
 
     Args:
@@ -291,6 +295,9 @@ def load_config(path: str | os.PathLike | None = None,
         overrides: dotted keys to values (from command-line flags); ``None`` values are ignored.
         environ: environment to read ``SEARCHKIT_*`` variables from (default ``os.environ``).
         discover: whether to look for a config file when ``path`` is ``None``.
+        settings: dotted keys to raw strings from ``--set KEY=VALUE``: above the environment,
+            below ``overrides``, and checked even where an override replaces them (every
+            source is validated the same way).
 
     Raises:
         ConfigError: a file is missing or malformed, a key is unknown, or a value is invalid.
@@ -313,6 +320,7 @@ def load_config(path: str | os.PathLike | None = None,
             given += [(key, value, str(file), False) for key, value in _check_mapping(file, data).items()]
     given += [(key, environ[env_var(key)], f"env {env_var(key)}", True)
               for key in keys if env_var(key) in environ]
+    given += [(key, value, "--set", True) for key, value in (settings or {}).items()]
     given += [(key, value, "flag", True) for key, value in (overrides or {}).items() if value is not None]
 
     for key, raw, where, text in given:
@@ -356,7 +364,30 @@ def _check_mapping(file: Path, data: Any) -> dict[str, Any]:
     """The file's settings as dotted keys, or ConfigError if it is not a mapping."""
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of settings, not {type(data).__name__}")
-    return _flatten(data)
+    return _flatten_sections(data, Config, "", str(file))
+
+
+def _flatten_sections(data: Mapping[str, Any], cls: type, prefix: str, where: str) -> dict[str, Any]:
+    """Like :func:`_flatten`, but a section (``search:``) must hold a mapping of its settings
+    (or nothing: every line commented out), and a setting's mapping is its value, not more keys."""
+    fields = _fields(cls)
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        hint = fields[name][0] if name in fields else None
+        if hint is not None and dataclasses.is_dataclass(hint):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                known = ", ".join(f.name for f in dataclasses.fields(hint))
+                raise ConfigError(f"{key} ({where}): expected a section of settings ({known}), "
+                                  f"got {value!r}")
+            flat.update(_flatten_sections(value, hint, f"{key}.", where))
+        elif hint is None and isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat
 
 
 def with_settings(config: Config, settings: Mapping[str, Any], source: str = "override") -> Config:

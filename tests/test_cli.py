@@ -75,13 +75,13 @@ def test_environment_variable_selects_the_index(run, corpus, tmp_path, monkeypat
 @pytest.mark.parametrize("args, message", [
     (["index", "does-not-exist"], "does-not-exist: no such file or folder"),
     (["query", "x", "--index", "nowhere"], "nowhere is not a searchkit index"),
-    (["index", ".", "--set", "search.k=zero"], "search.k (flag): expected int"),
+    (["index", ".", "--set", "search.k=zero"], "search.k (--set): expected int"),
     (["index", ".", "--set", "nokey=1"], "unknown setting 'nokey'"),
     (["query", "x", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
     (["query", "x", "--index", "idx #2"], "idx #2 is not a searchkit index"),
     (["info", "--index", "@idx"], "@idx is not a searchkit index"),
     (["info", "--index", "010"], "010 is not a searchkit index"),
-    (["index", ".", "--set", "search.k=[1"], "search.k (flag): expected int"),
+    (["index", ".", "--set", "search.k=[1"], "search.k (--set): expected int"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(run, args, message):
     result = run(*args, *MINILM)
