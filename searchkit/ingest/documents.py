@@ -19,8 +19,8 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 import yaml
 
-from .errors import InputError
-from .metadata import MetadataError, describe, plain_metadata
+from ..errors import InputError
+from ..metadata import MetadataError, describe, plain_metadata
 
 log = logging.getLogger(__name__)
 
