@@ -95,9 +95,15 @@ def test_loading_a_model_shows_no_weights_bar_unless_asked(capfd, monkeypatch):
 
     from searchkit.embedding.models import PROGRESS_ENV, bundled_folder, load_folder
     monkeypatch.delenv(PROGRESS_ENV, raising=False)
-    load_folder(bundled_folder())
-    assert "Loading weights" not in capfd.readouterr().err
-    assert hf_logging.is_progress_bar_enabled()      # Hugging Face's own setting is left as found
-    monkeypatch.setenv(PROGRESS_ENV, "0")             # asked for: the bar is Hugging Face's business
-    load_folder(bundled_folder())
-    assert "Loading weights" in capfd.readouterr().err
+    was = hf_logging.is_progress_bar_enabled()   # the CLI turns the bars off for its process
+    hf_logging.enable_progress_bar()
+    try:
+        load_folder(bundled_folder())
+        assert "Loading weights" not in capfd.readouterr().err
+        assert hf_logging.is_progress_bar_enabled()   # Hugging Face's own setting is left as found
+        monkeypatch.setenv(PROGRESS_ENV, "0")          # asked for: the bar is Hugging Face's business
+        load_folder(bundled_folder())
+        assert "Loading weights" in capfd.readouterr().err
+    finally:
+        if not was:
+            hf_logging.disable_progress_bar()
