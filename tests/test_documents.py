@@ -166,7 +166,7 @@ def test_record_metadata_is_made_json_with_one_warning_naming_record_and_key(cap
 
 
 def test_storing_nan_metadata_is_refused_rather_than_written_as_invalid_json():
-    from searchkit.backends.local.store import metadata_json
+    from searchkit.records import metadata_json
     assert metadata_json({"d": datetime_date()}) == '{"d": "2020-01-02"}'
     with pytest.raises(ValueError):
         metadata_json({"score": float("nan")})

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from stat import S_ISREG
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
@@ -21,6 +21,7 @@ import yaml
 
 from ..errors import InputError
 from ..metadata import MetadataError, describe, plain_metadata
+from ..records import KIND_ALIASES, Document
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +46,6 @@ FRONT_MATTER_CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?(?:\n|\Z)", re.M)
 YAML_LINE = re.compile(r"^(?:[^\s#:\-][^\n]*?:(?:[ \t]|$)|[ \t]+\S|-(?:[ \t]|$)|#)")
 MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 RST_TITLE = re.compile(r"^(?P<title>[^\n]+)\n(?P<rule>[=\-~^\"'`#*+]{3,})[ \t]*$", re.M)
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document ready to embed.
-
-    ``key`` identifies the document in the index: the absolute path for files, the caller's
-    id for records. ``text`` is what gets embedded and searched.
-    """
-
-    key: str
-    text: str
-    title: str
-    kind: str
-    content_hash: str
-    path: str | None = None
-    size: int = 0
-    mtime: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,7 +215,7 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     if isinstance(raw, Skipped):
         return _unusable(shown, raw.reason)
     kind = path.suffix.lower().lstrip(".")
-    kind = {"htm": "html", "markdown": "md"}.get(kind, kind)
+    kind = KIND_ALIASES.get(kind, kind)
     try:
         text, title, metadata, notes = parse_text(raw, kind)
     except (RecursionError, ValueError) as exc:  # pathological markup nesting
