@@ -36,7 +36,7 @@ except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.
 FILES = 96
 SEED = 20261128
 # (phase, trials, seconds after the run's first commit to kill within)
-PHASES = (("new", 2, 1.0), ("update", 2, 0.6), ("remove", 2, 0.02))
+PHASES = (("new", 2, 0.3), ("update", 2, 0.2), ("remove", 2, 0.02))
 CHANGED_PER_TRIAL = 24
 DELETED_PER_TRIAL = 10
 # How many kills of each phase must land mid-write: half (a slow or busy machine may finish a

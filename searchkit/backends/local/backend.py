@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ...config import Config
-from ...errors import CorruptIndexError, IndexLockedError, IndexStoreError
+from ...errors import IndexStoreError
 from ...filters import Filters
 from ...records import EmbeddedDocument
 from ..base import TABLES, ChunkRow, DocRow
@@ -28,22 +28,16 @@ from . import ann
 from .caches import VectorCaches
 from .locking import WriteLock
 from .sql import fts_query, where_sql
-from .store import DB_NAME, Store, creatable
+from .store import DB_NAME, Store, creatable, explain, make_folder
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
 
 
 def store_error(folder: Path, exc: sqlite3.DatabaseError) -> IndexStoreError:
-    """The searchkit error for an SQLite error on the index in ``folder``."""
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return IndexLockedError(f"{folder / DB_NAME} stayed busy too long ({text}); try again")
-    if isinstance(exc, sqlite3.OperationalError) and ("no such" in text or "disk" in text
-                                                      or "full" in text or "readonly" in text):
-        return IndexStoreError(f"{folder / DB_NAME}: {text}")
-    return CorruptIndexError(f"{folder / DB_NAME} is damaged ({text}); restore it from a backup "
-                             "or delete the folder and index again")
+    """The searchkit error for an SQLite error on the index in ``folder``: damage only when
+    SQLite's integrity check fails (see :func:`store.explain`)."""
+    return explain(folder / DB_NAME, exc)
 
 
 @contextlib.contextmanager
@@ -97,7 +91,7 @@ class LocalBackend:
         folder, wait = self.folder, self._wait
         if self._create and not (folder / DB_NAME).exists() and creatable(folder):
             # Two processes creating one index must not both run the migrations.
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
             with WriteLock(folder, CREATE_WAIT if wait is None else wait):
                 return Store.open(folder, create=True)
         return Store.open(folder, create=self._create)

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from ...errors import IndexLockedError
+from ...errors import IndexLockedError, ReadOnlyIndexError
 
 LOCK_NAME = "write.lock"
 
@@ -30,8 +30,14 @@ class WriteLock:
 
         Raises:
             IndexLockedError: another live process holds it.
+            ReadOnlyIndexError: the lock file cannot be made (read-only media, no permission).
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ReadOnlyIndexError(
+                f"{self.path.parent} cannot be written ({exc.strerror or exc}: {LOCK_NAME}); "
+                "an index there can be searched, not changed") from None
         deadline = None if self.wait is None else time.monotonic() + self.wait
         while True:
             try:
