@@ -19,7 +19,7 @@ from searchkit import Filters, SearchIndex
 from searchkit.backends.local import store as store_module
 from searchkit.backends.local.store import DB_NAME, STRICT_JSON, explain
 from searchkit.cli import main
-from searchkit.errors import CorruptIndexError, IndexStoreError, ReadOnlyIndexError
+from searchkit.errors import CorruptIndexError, IndexStoreError, InputError, ReadOnlyIndexError
 
 FAKE = ["--set", "model.name=searchkit-fake"]
 RECORDS = [("a", "Notes about capybaras.", {"score": 1.5, "year": 2020}),
@@ -165,3 +165,43 @@ def test_an_index_copied_with_its_wal_is_read_from_read_only_media(read_only, fa
     with SearchIndex.open(config=dataclasses.replace(fake_config, index=str(mount / "ix"))) as ix:
         assert keys(ix, "year>=2022") == ["c"]
     holder.close()
+
+
+# -- what a failed or refused write leaves ------------------------------------------------
+
+def test_a_failed_first_write_leaves_no_index_behind(fake_index_config, tmp_path):
+    folder = Path(fake_index_config.index)
+    with SearchIndex.open(config=fake_index_config, create=True) as ix:
+        with pytest.raises(InputError, match="no such file or folder"):
+            ix.add_paths([tmp_path / "missing"])
+        assert not folder.exists()
+        ix.add_records(RECORDS)              # the same object creates it afresh on its next write
+        assert ix.stats()["documents"] == 2
+    with SearchIndex.open(config=fake_index_config, create=True) as ix:   # holds documents now
+        with pytest.raises(InputError):
+            ix.add_paths([tmp_path / "missing"])
+        assert ix.stats()["documents"] == 2
+
+    result = cli("index", tmp_path / "missing", "--index", tmp_path / "new", *FAKE)
+    assert result.exit_code == 1 and "no such file or folder" in result.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()                # a folder the user made stays, empty
+    assert cli("index", tmp_path / "missing", "--index", tmp_path / "mine", *FAKE).exit_code == 1
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+    result = cli("query", "x", "--index", tmp_path / "new")
+    assert result.exit_code == 1 and "is not a searchkit index" in result.output   # as if never run
+
+
+def test_rebuild_to_ivf_on_a_small_index_says_why_it_is_not_used(fake_index_config, caplog):
+    with SearchIndex.open(config=fake_index_config, create=True) as ix:
+        ix.add_records(RECORDS)
+    result = cli("rebuild", "--index", fake_index_config.index, "--index-type", "ivf")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line for line in lines if line.startswith("searchkit: ")] == [
+        "searchkit: documents: 2 vectors are too few to train IVF (it needs 39): flat (exact) "
+        "until a write brings enough, then IVF",
+        "searchkit: chunks: 2 vectors are too few to train IVF (it needs 39): flat (exact) "
+        "until a write brings enough, then IVF"]
+    with SearchIndex.open(config=fake_index_config) as ix:
+        assert ix.stats()["ann_type"] == "ivf"      # recorded: used once there are enough

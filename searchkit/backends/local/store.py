@@ -289,6 +289,19 @@ class Store:
         with self.db.atomic():
             self._put(values)
 
+    def record_checksum(self, name: str, checksum: int) -> None:
+        """Record one FAISS file's checksum at once, on a connection of its own (the caller may
+        be a reader inside a snapshot, which must stay read-only). Writer lock held."""
+        conn = _connect(self.path)
+        try:
+            with conn:
+                row = conn.execute("SELECT value FROM manifest WHERE key = 'faiss_crc32'").fetchone()
+                sums = {**(json.loads(row[0]) if row else {}), name: checksum}
+                conn.execute("INSERT OR REPLACE INTO manifest (key, value) VALUES ('faiss_crc32', ?)",
+                             [json.dumps(sums)])
+        finally:
+            conn.close()
+
     @property
     def generation(self) -> int:
         row = self.db.execute("SELECT value FROM manifest WHERE key = 'generation'").fetchone()
