@@ -205,3 +205,15 @@ def test_rebuild_to_ivf_on_a_small_index_says_why_it_is_not_used(fake_index_conf
         "until a write brings enough, then IVF"]
     with SearchIndex.open(config=fake_index_config) as ix:
         assert ix.stats()["ann_type"] == "ivf"      # recorded: used once there are enough
+
+
+def test_integers_past_64_bits_are_stored_and_filtered_on(fake_index_config):
+    from searchkit.errors import FilterError
+    with SearchIndex.open(config=fake_index_config, create=True) as ix:
+        ix.add_records([("big", "A very large number.", {"n": 123456789012345678901234567890}),
+                        ("small", "A small number.", {"n": 7})])
+        assert keys(ix, "n>99999999999999999999", "dense") == ["big"]
+        assert keys(ix, "n<99999999999999999999", "dense") == ["small"]
+        assert ix.search("large", k=1, mode="keyword")[0].metadata == {"n": 123456789012345678901234567890}
+    with pytest.raises(FilterError, match="number too large"):
+        Filters.build(where="n>" + "9" * 400)
