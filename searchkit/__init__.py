@@ -8,9 +8,10 @@ storage backend (local: FAISS for k-NN search, SQLite as the source of truth). S
 from .api import SearchIndex
 from .config import Config, load_config
 from .ingest.documents import Skipped
-from .errors import (ConfigError, CorruptIndexError, FilterError, IndexLockedError, InputError,
-                     ModelError, ModelMismatchError, ModelNotFoundError, NotAnIndexError,
-                     SchemaVersionError, SearchkitError, UnsupportedModelError)
+from .errors import (ConfigError, CorruptIndexError, FilterError, IndexLockedError,
+                     IndexStoreError, InputError, ModelError, ModelMismatchError,
+                     ModelNotFoundError, NotAnIndexError, ReadOnlyIndexError, SchemaVersionError,
+                     SearchkitError, UnsupportedModelError)
 from .filters import Filters
 from .ingest.pipeline import IngestReport
 from .hits import Hit, Passage
@@ -20,5 +21,5 @@ __all__ = [
     "SearchIndex", "IngestReport", "Config", "load_config", "Document", "Skipped", "Chunk", "Hit",
     "Passage", "Filters", "SearchkitError", "ConfigError", "InputError", "FilterError", "ModelError",
     "ModelNotFoundError", "ModelMismatchError", "UnsupportedModelError", "NotAnIndexError", "CorruptIndexError",
-    "SchemaVersionError", "IndexLockedError",
+    "SchemaVersionError", "IndexLockedError", "IndexStoreError", "ReadOnlyIndexError",
 ]
