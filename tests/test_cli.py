@@ -212,7 +212,7 @@ def test_nan_front_matter_leaves_filtered_queries_working(run, tmp_path):
     docs.mkdir()
     (docs / "a.md").write_text("---\nscore: .nan\n---\nNotes about capybaras.\n")
     (docs / "b.md").write_text("---\nyear: 2021\n---\nNotes about otters.\n")
-    result = run("index", docs, "--index", tmp_path / "ix", *MINILM)
+    result = run("index", docs, "--index", tmp_path / "ix", *FAKE)
     assert result.exit_code == 0, result.output
     assert f"searchkit: {docs / 'a.md'}: front matter score: NaN stored as null" in result.output
     for mode in ("keyword", "dense", "hybrid"):
