@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import sqlite3
 import subprocess
@@ -41,20 +42,28 @@ def legacy(fake_index_config):
     return fake_index_config
 
 
+@pytest.fixture
+def logs(caplog, monkeypatch):
+    # The CLI, run earlier in the same session, stops "searchkit" records reaching the root.
+    monkeypatch.setattr(logging.getLogger("searchkit"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="searchkit")
+    return caplog
+
+
 def keys(ix, where, mode="keyword"):
     return sorted(h.key for h in ix.search("notes", k=5, mode=mode, filters=Filters.build(where=where)))
 
 
-def test_nan_metadata_from_an_older_searchkit_is_repaired_on_open(legacy, caplog):
+def test_nan_metadata_from_an_older_searchkit_is_repaired_on_open(legacy, logs):
     with SearchIndex.open(config=legacy) as ix:
         for mode in ("keyword", "dense", "hybrid"):
             assert keys(ix, "year>=2000", mode) == ["a", "b"]
         assert ix.search("capybaras", k=1, mode="keyword")[0].metadata == {"score": None, "year": 2020}
-    repaired = [r.getMessage() for r in caplog.records if "repaired the metadata" in r.getMessage()]
+    repaired = [r.getMessage() for r in logs.records if "repaired the metadata" in r.getMessage()]
     assert len(repaired) == 1 and "1 document(s)" in repaired[0]
     with SearchIndex.open(config=legacy) as ix:     # checked once: no second scan, no second line
         assert keys(ix, "score<2") == []
-    assert len([r for r in caplog.records if "repaired the metadata" in r.getMessage()]) == 1
+    assert len([r for r in logs.records if "repaired the metadata" in r.getMessage()]) == 1
 
 
 def test_an_unrepaired_row_is_named_as_the_cause_never_as_damage(legacy, monkeypatch):
@@ -194,7 +203,7 @@ def test_a_failed_first_write_leaves_no_index_behind(fake_index_config, tmp_path
     assert result.exit_code == 1 and "is not a searchkit index" in result.output   # as if never run
 
 
-def test_rebuild_to_ivf_on_a_small_index_says_why_it_is_not_used(fake_index_config, caplog):
+def test_rebuild_to_ivf_on_a_small_index_says_why_it_is_not_used(fake_index_config):
     with SearchIndex.open(config=fake_index_config, create=True) as ix:
         ix.add_records(RECORDS)
     result = cli("rebuild", "--index", fake_index_config.index, "--index-type", "ivf")
