@@ -43,6 +43,7 @@ INDEX_TYPES = ("auto", *ANN_KINDS)
 MODES = ("dense", "keyword", "hybrid")
 RERANKS = ("none", "late")
 FUSIONS = ("rrf", "weighted")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,26 @@ class IngestConfig:
     max_file_mb: float = 20.0
     commit_every: int = 16
     checkpoint_seconds: float = 30.0
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         # "txt" means ".txt" (an environment variable or flag is easily written without dots):
         # a bare word would match no file at all.
         object.__setattr__(self, "extensions", tuple(
             e if e.startswith(".") else f".{e}" for e in self.extensions))
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The Ray cluster that embeds with ``ingest.executor: ray``."""
+
+    address: str | None = None   # None: start a local cluster; "auto" or "ray://host:10001": join one
+    cpus: int | None = None      # CPUs of a local cluster (None: all of this machine's)
+    workers: int = 2             # model actors
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    batch_tokens: int = 16384    # about this many tokens per batch sent to an actor
+    window_docs: int = 1024      # documents the driver hands to the cluster at once
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,7 @@ class Config:
     ann: AnnConfig = field(default_factory=AnnConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 # Settings whose value must be one of a few words; checked after every merge.
@@ -138,6 +154,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "search.mode": MODES,
     "search.rerank": RERANKS,
     "search.fusion": FUSIONS,
+    "ingest.executor": EXECUTORS,
 }
 
 POSITIVE = {
@@ -145,8 +162,9 @@ POSITIVE = {
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
     "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
+    "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
 }
-NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds"}
+NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
 
 

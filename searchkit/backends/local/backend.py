@@ -72,7 +72,7 @@ class LocalBackend:
         # succeeds: a failed first write then removes what was created (see _discard).
         self._created: bool | None = None
         self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
-        self.store  # open (and create or migrate) the database now, in the opening thread
+        _ = self.store  # open (and create or migrate) the database now, in the opening thread
 
     # -- connections ----------------------------------------------------------------------
 

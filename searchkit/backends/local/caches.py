@@ -32,14 +32,16 @@ from ...errors import IndexStoreError
 from ...records import EmbeddedDocument
 from ..base import TABLES
 from .locking import WriteLock
-from .store import Store
+from .store import DB_NAME, Store
 
 log = logging.getLogger("searchkit")
 
 # Generations of each table a shared cache keeps for readers whose snapshots lag a commit.
 KEEP_GENERATIONS = 2
-# Temporary files of a FAISS save (VectorIndex.save) that a killed writer left behind.
-LEFTOVER_GLOB = "*.faiss.*.tmp"
+# Temporary files a killed writer left behind: of a FAISS save (VectorIndex.save), and of a
+# database being created (store._create, under the writer lock like every write, so no live
+# process owns one while a writer holds the lock).
+LEFTOVER_GLOBS = ("*.faiss.*.tmp", f".{DB_NAME}.*.tmp", f".{DB_NAME}.*.tmp-wal", f".{DB_NAME}.*.tmp-shm")
 # FAISS files this process found unreadable, as (path, size, mtime): each is reported once per
 # process, and no save counts the folder's files as current while one is still there.
 _UNREADABLE: set[tuple[str, int, int]] = set()
@@ -268,7 +270,7 @@ class VectorCaches:
         for path in self.folder.glob("*.g*.faiss"):
             if not path.name.endswith(f".g{generation}.faiss"):
                 path.unlink(missing_ok=True)
-        for path in self.folder.glob(LEFTOVER_GLOB):  # left by a writer killed mid-save
+        for path in _leftovers(self.folder):  # left by a writer killed mid-save or mid-create
             path.unlink(missing_ok=True)
         self._last_save = time.monotonic()
 
@@ -278,7 +280,7 @@ class VectorCaches:
         generation = self.store.generation
         wanted = {self.file(table, generation).name for table in TABLES}
         files = list(self.folder.glob("*.faiss"))
-        return {p.name for p in files} == wanted and not any(self.folder.glob(LEFTOVER_GLOB)) \
+        return {p.name for p in files} == wanted and not _leftovers(self.folder) \
             and not any(_stamp(p) in _UNREADABLE for p in files)
 
     def checkpoint(self) -> None:
@@ -385,3 +387,7 @@ def _needs_rebuild(have: AnnParams, want: AnnParams) -> bool:
 def _generation_of(path: Path) -> int:
     number = path.name.rsplit(".g", 1)[-1][:-len(".faiss")]
     return int(number) if number.isdigit() else -1
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [path for pattern in LEFTOVER_GLOBS for path in folder.glob(pattern)]
