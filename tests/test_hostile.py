@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from searchkit import Filters, SearchIndex
 from searchkit.ingest import pipeline as indexing
+from searchkit.ingest.executors import LocalExecutor
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 
@@ -238,13 +239,13 @@ def test_skips_are_reported_as_they_happen_not_after_the_embedding(config, fuzz,
     corpus, _ = fuzz
     config = dataclasses.replace(config, ingest=IngestConfig(max_file_mb=CAP_BYTES / 1e6, commit_every=4))
     heard, heard_at_embedding = [], []
-    real_embed = indexing.embed_documents
+    real_run = LocalExecutor.run
 
-    def embed(*args, **kwargs):
+    def run(self, *args, **kwargs):
         heard_at_embedding.append(len(heard))
-        return real_embed(*args, **kwargs)
+        return real_run(self, *args, **kwargs)
 
-    monkeypatch.setattr(indexing, "embed_documents", embed)
+    monkeypatch.setattr(LocalExecutor, "run", run)
     with SearchIndex.open(config=config, create=True) as ix:
         report = ix.add_paths([corpus], on_skip=heard.append)
     assert heard == report.skipped and len(heard) > 100
