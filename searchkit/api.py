@@ -334,6 +334,21 @@ class SearchIndex:
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode_queries(texts)
 
+    def document(self, doc_id: int) -> dict[str, Any] | None:
+        """A stored document by id (``Hit.doc_id``), or None (removed, or replaced by a newer
+        version: ids are never reused).
+
+        Returns plain data: ``doc_id``, ``key``, ``path``, ``title``, ``kind``, ``metadata``,
+        ``mtime``, ``n_tokens`` and the full ``text`` (a hit's passage offsets index into it).
+        """
+        with self.backend.snapshot() as view:
+            row = view.documents([doc_id]).get(doc_id)
+        if row is None:
+            return None
+        return {"doc_id": row.id, "key": row.key, "path": row.path, "title": row.title,
+                "kind": row.kind, "metadata": row.metadata, "mtime": row.mtime,
+                "n_tokens": row.n_tokens, "text": row.text}
+
     # -- reporting ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:

@@ -187,7 +187,7 @@ def test_query_modes_and_filters(run, corpus, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--where", "year>>1900"], "filter where 'year>>1900'"),
-    (["--type", "pdf"], "filter type 'pdf'"),
+    (["--type", "xlsx"], "filter type 'xlsx'"),
     (["--since", "last week"], "filter since 'last week'"),
     (["--mode", "fuzzy"], "Invalid value for '--mode'"),
 ])
