@@ -21,9 +21,10 @@ import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from .api import export_model
 from .client import Client, hits_of
-from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, RERANKS, all_keys, env_var,
-                     load_config)
+from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, QUANTIZATIONS, RERANKS, all_keys,
+                     env_var, load_config)
 from .errors import SearchkitError
 from .filters import Filters
 from .hits import Hit
@@ -41,8 +42,12 @@ def _setup_logging(quiet: bool, model: bool = True) -> None:
     for name in ("sentence_transformers", "transformers", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not model:
-        return  # importing transformers just to quieten it costs a second
+    if not model or "transformers" not in sys.modules:
+        # Importing transformers just to quieten it costs a second or two, which the ONNX query
+        # path never needs: the environment quietens it when (if) the torch runtime imports it.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        return
     try:
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()
@@ -389,6 +394,30 @@ def compact_cmd(index_dir, config_file, settings, quiet, wait):
     dropped = ", ".join(f"{t} {n}" for t, n in result["dropped"].items()) or "none"
     click.echo(f"compacted: tombstones dropped: {dropped}; "
                f"{result['bytes_before'] / 1e6:.1f} MB -> {result['bytes_after'] / 1e6:.1f} MB")
+
+
+@main.group("model")
+def model_group() -> None:
+    """Manage the embedding model (ONNX export)."""
+
+
+@model_group.command("export")
+@functools.partial(common_options, with_index=False)
+@click.option("--model", default=None,
+              help="Model to export (default: setting model.name, or its fallback as `index` would use).")
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default=None,
+              help="Also make the int8 graph (setting model.quantize).")
+@click.option("--force", is_flag=True, help="Export again even if an intact export is cached.")
+@handle_errors
+def model_export_cmd(config_file, settings, quiet, model, quantize, force):
+    """Export the model to ONNX once, so queries run without torch (model.runtime auto or onnx).
+
+    The export goes to the ONNX cache (setting model.onnx_cache; default
+    ~/.cache/searchkit/onnx), keyed by the model's files; an intact export is kept.
+    """
+    _setup_logging(quiet)
+    config = build_config(None, config_file, settings, **{"model.quantize": quantize})
+    click.echo(f"exported: {export_model(config, name=model, force=force)}")
 
 
 @main.command("serve")

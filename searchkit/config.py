@@ -36,6 +36,8 @@ DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 # local backend's FAISS structures and the CLI's click choices all read these.
 BACKENDS = ("local",)
 DEVICES = ("cpu", "cuda", "mps", "auto")
+RUNTIMES = ("auto", "torch", "onnx")
+QUANTIZATIONS = ("none", "int8")
 CHUNKING_MODES = ("late", "naive", "none")
 CHUNKING_STRATEGIES = ("fixed", "sentence")
 ANN_KINDS = ("flat", "ivf", "hnsw")
@@ -60,6 +62,9 @@ class ModelConfig:
     batch_tokens: int = 8192
     trust_remote_code: bool = False
     network_timeout: float = 2.0
+    runtime: str = "auto"
+    quantize: str = "none"
+    onnx_cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,8 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
     "model.device": DEVICES,
+    "model.runtime": RUNTIMES,
+    "model.quantize": QUANTIZATIONS,
     "chunking.mode": CHUNKING_MODES,
     "chunking.strategy": CHUNKING_STRATEGIES,
     "ann.type": INDEX_TYPES,
