@@ -192,6 +192,7 @@ POSITIVE = {
     "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
     "server.port", "server.max_body_mb", "server.max_k", "server.max_query_chars",
 }
+NON_EMPTY = {"ingest.extensions"}  # an empty list would index nothing at all
 NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker",
                 "server.write_wait"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
@@ -286,7 +287,7 @@ def _coerce(key: str, hint: Any, value: Any, where: str, text: bool = False) -> 
     if typing.get_origin(base) is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise bad
         return tuple(value)
     raise bad  # pragma: no cover - every annotation above is handled
@@ -294,12 +295,15 @@ def _coerce(key: str, hint: Any, value: Any, where: str, text: bool = False) -> 
 
 def _type_name(hint: Any) -> str:
     if typing.get_origin(_unwrap(hint)[0]) is tuple:
-        return "a list of one or more words, comma-separated (.txt,.md) or in YAML ([.txt, .md])"
+        return "a list of words, comma-separated (.txt,.md) or in YAML ([.txt, .md])"
     text = getattr(hint, "__name__", None) or str(hint)
     return text.replace("typing.", "").replace("NoneType", "null")
 
 
 def _validate(key: str, value: Any, source: str) -> None:
+    if key in NON_EMPTY and not value:
+        raise ConfigError(f"{key} ({source}): expected a list of one or more words "
+                          "(.txt,.md or [.txt, .md]), got an empty list")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{key} ({source}): must be one of {', '.join(CHOICES[key])}, got {value!r}")
     if key in POSITIVE and value is not None and value <= 0:

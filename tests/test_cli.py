@@ -87,7 +87,7 @@ def test_environment_variable_selects_the_index(run, corpus, tmp_path, monkeypat
     (["info", "--index", "010"], "010 is not a searchkit index"),
     (["index", ".", "--set", "search.k=[1"], "search.k (--set): expected int"),
     (["query", "war", "-k", "1", "--set", "search.k=abc"], "search.k (--set): expected int, got 'abc'"),
-    (["index", ".", "--set", "ingest.extensions="], "ingest.extensions (--set): expected a list of one or more"),
+    (["index", ".", "--set", "ingest.extensions="], "ingest.extensions (--set): expected a list of words"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(run, args, message):
     result = run(*args, *FAKE)
