@@ -21,7 +21,6 @@ import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .api import export_model
 from .client import Client, hits_of
 from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, QUANTIZATIONS, RERANKS, all_keys,
                      env_var, load_config)
@@ -417,6 +416,7 @@ def model_export_cmd(config_file, settings, quiet, model, quantize, force):
     """
     _setup_logging(quiet)
     config = build_config(None, config_file, settings, **{"model.quantize": quantize})
+    from .api import export_model  # imported on use, as _open does (see the module doc)
     click.echo(f"exported: {export_model(config, name=model, force=force)}")
 
 
