@@ -104,6 +104,22 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class MilvusConfig:
+    """Where a ``backend: milvus`` index lives and how Milvus indexes its vectors."""
+
+    uri: str = ""                      # "": <index>/milvus.db (milvus-lite); or http://host:19530
+    token: str = ""
+    collection_prefix: str = "searchkit_"
+    index_type: str = "HNSW"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    ef_search: int = 64
+    nlist: int = 1024
+    nprobe: int = 16
+    lease_seconds: float = 60.0        # a server writer's lease (see backends/milvus/locks.py)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Build one with :func:`load_config`."""
 
@@ -113,6 +129,7 @@ class Config:
     ann: AnnConfig = field(default_factory=AnnConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    milvus: MilvusConfig = field(default_factory=MilvusConfig)
 
 
 # Settings whose value must be one of a few words; checked after every merge.

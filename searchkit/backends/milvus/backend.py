@@ -15,10 +15,10 @@ Write protocol (Milvus has no multi-row transaction):
 3. Readers read the journal first and leave out every id in it, so a batch becomes visible at
    once when its journal is cleared; a search that still meets a chunk whose document row is
    missing drops it (the searcher only returns documents it can read).
-4. A writer that finds a journal left behind removes the chunks and texts of added ids whose
-   document row is missing (half-written), deletes the ids it meant to remove, and clears it:
-   the next ``searchkit index`` finishes the killed run without duplicates. Until then the
-   killed batch stays hidden.
+4. A writer that finds a journal left behind rolls the batch forward when all its document
+   rows landed (deleting what they replace) and back otherwise (deleting the batch's rows and
+   keeping what they would have replaced), then clears it: the next ``searchkit index``
+   completes the killed run without duplicates. Until then the killed batch stays hidden.
 
 Reads are not snapshot-isolated: Milvus has no read transaction. Each document appears whole
 or not at all, but a search running while a batch commits may see the index before or after.
@@ -40,7 +40,7 @@ import numpy as np
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from ...errors import BackendError, FilterError, SchemaVersionError
+from ...errors import BackendError, IndexLockedError, SchemaVersionError
 from ...filters import Filters
 from ...records import EmbeddedDocument
 from ..base import ChunkRow, DocRow, query_terms
@@ -53,6 +53,11 @@ IN_BATCH = 1000           # ids per ``in [...]`` expression
 INSERT_BATCH = 500        # rows per insert call
 MAX_LIMIT = 16_384        # Milvus caps topk and query limit+offset here
 STRONG = {"consistency_level": "Strong"}
+_LITE_USERS: dict[str, int] = {}    # milvus-lite file → open backends in this process
+
+# milvus-lite serves pymilvus from a gRPC server inside this process; it logs every call it
+# does not implement (the query iterator probes one, then falls back) as an error.
+logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 def is_lite(uri: str) -> bool:
@@ -62,12 +67,13 @@ def is_lite(uri: str) -> bool:
 class MilvusBackend:
     """One searchkit index in Milvus. Safe to share between threads for reading."""
 
-    def __init__(self, settings: Any, create: bool = False):
+    def __init__(self, settings: Any, create: bool = False, wait: float | None = None):
         """
         Args:
             settings: the ``milvus`` config section (uri, token, collection_prefix,
                 index_type and its parameters).
             create: create the settings collection when it does not exist.
+            wait: seconds to wait for a milvus-lite file another process has open.
 
         Raises:
             ConfigError: a setting cannot be used.
@@ -93,13 +99,11 @@ class MilvusBackend:
             uri = str(path)
         self.uri = uri
         self.location = f"{uri} ({self.prefix}*)"
+        self.client = self._connect(uri, settings.token, wait)
         try:
-            self.client = MilvusClient(uri=uri, token=settings.token or "", timeout=30)
             self.version = self.client.get_server_version()
         except MilvusException as exc:
             raise BackendError(f"cannot reach Milvus at {uri}: {exc.message}") from None
-        except Exception as exc:
-            raise BackendError(f"cannot reach Milvus at {uri}: {exc}") from None
         number = re.search(r"(\d+)\.(\d+)", self.version)
         major_minor = (int(number.group(1)), int(number.group(2))) if number else (0, 0)
         self.full_text = self.lite or major_minor >= (2, 5)
@@ -122,14 +126,36 @@ class MilvusBackend:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def _connect(self, uri: str, token: str, wait: float | None) -> MilvusClient:
+        deadline = time.monotonic() + (wait or 0)
+        while True:
+            try:
+                client = MilvusClient(uri=uri, token=token or "", timeout=30)
+                break
+            except MilvusException as exc:
+                if self.lite and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                if self.lite:
+                    # milvus-lite runs inside the process that opens the file and locks it.
+                    raise IndexLockedError(
+                        f"{uri} is open in another process (milvus-lite allows one process at a "
+                        "time; use a Milvus server for concurrent searches while indexing)") from None
+                raise BackendError(f"cannot reach Milvus at {uri}: {exc.message}") from None
+            except Exception as exc:
+                raise BackendError(f"cannot reach Milvus at {uri}: {exc}") from None
+        if self.lite:
+            _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
+        return client
+
     def name(self, table: str) -> str:
         return self.prefix + table
 
     def _load(self, collection: str) -> None:
-        if not self.lite:
-            state = self.client.get_load_state(collection).get("state")
-            if "Loaded" not in str(state):
-                self.client.load_collection(collection)
+        # A server restarted, or a milvus-lite file reopened, starts with collections released.
+        state = self.client.get_load_state(collection).get("state")
+        if "Loaded" not in str(state):
+            self.client.load_collection(collection)
 
     def _create_settings(self) -> None:
         self.client.create_collection(self.name("settings"), schema=schema.settings_schema(self.client),
@@ -161,15 +187,26 @@ class MilvusBackend:
             lock = FileLock(Path(self.uri + ".lock"), wait)
         else:
             lock = Lease(lambda: self._get("lock"), lambda v: self._put("lock", v),
-                         self.location, wait)
+                         self.location, wait, self.settings.lease_seconds)
         with lock:
             writer = MilvusWriter(self)
             writer.recover()
             yield writer
 
     def close(self) -> None:
+        if self.client is None:
+            return
         with contextlib.suppress(Exception):
             self.client.close()
+        self.client = None
+        if self.lite:
+            # The in-process milvus-lite server holds the file's lock: stop it with its last
+            # user so another process can open the file.
+            _LITE_USERS[self.uri] -= 1
+            if not _LITE_USERS[self.uri]:
+                del _LITE_USERS[self.uri]
+                from milvus_lite.server_manager import server_manager_instance
+                server_manager_instance.release_server(self.uri)
 
     def drop(self) -> None:
         """Delete every collection of this index (``searchkit`` never calls it implicitly)."""
@@ -417,10 +454,16 @@ class MilvusWriter(MilvusView):
         if not adding and not removing:
             return
         committed = {int(r["id"]) for r in self._by_ids("documents", "id", adding, ["id"])}
-        half = [i for i in adding if i not in committed]
-        log.warning("finishing an interrupted write on %s: %d half-written documents dropped, "
-                    "%d removals completed", self.b.location, len(half), len(removing))
-        self._drop(removing + half)
+        if len(committed) == len(adding):
+            # Every new document landed: roll forward (finish removing what they replace).
+            log.warning("finishing an interrupted write on %s: %d removals completed",
+                        self.b.location, len(removing))
+            self._drop(removing)
+        else:
+            # Roll back: drop the batch's rows, keep the documents it would have replaced.
+            log.warning("rolling back an interrupted write on %s: %d half-written documents "
+                        "dropped", self.b.location, len(adding))
+            self._drop(adding)
         self._journal()
 
     # -- WriteSession -----------------------------------------------------------------------
