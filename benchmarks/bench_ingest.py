@@ -38,9 +38,9 @@ from common import median
 
 import searchkit  # noqa: E402
 from searchkit.config import Config, ModelConfig  # noqa: E402
-from searchkit.documents import Skipped, iter_files, read_document  # noqa: E402
+from searchkit.ingest.documents import Skipped, iter_files, read_document  # noqa: E402
 from searchkit.embedding.embedder import Embedder  # noqa: E402
-from searchkit.pooling import SPECIAL_TOKENS, plan_windows  # noqa: E402
+from searchkit.embedding.pooling import SPECIAL_TOKENS, plan_windows  # noqa: E402
 
 NAIVE_BATCH = 32
 

@@ -33,9 +33,9 @@ def rss_mb() -> float:
 
 def worker(n_tokens: int, batch_tokens: int | None) -> dict:
     from searchkit.config import ChunkingConfig, Config, ModelConfig
-    from searchkit.documents import Skipped, iter_files, read_document, record_document
+    from searchkit.ingest.documents import Skipped, iter_files, read_document, record_document
     from searchkit.embedding.embedder import Embedder
-    from searchkit.ingest import embed_documents
+    from searchkit.ingest.embedding_pass import embed_documents
 
     cfg = ModelConfig(name="all-MiniLM-L6-v2", **({"batch_tokens": batch_tokens} if batch_tokens else {}))
     embedder = Embedder.load(cfg)

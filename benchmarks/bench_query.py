@@ -1,4 +1,4 @@
-"""Warm query latency and ANN recall at 10k, 100k and 1M vectors, through searchkit.ann.
+"""Warm query latency and ANN recall at 10k, 100k and 1M vectors, through searchkit.backends.local.ann.
 
 Vectors (see BENCHMARKS.md for how each is made):
 
@@ -36,8 +36,8 @@ import common
 from common import median, pct
 
 import faiss  # noqa: E402
-from searchkit import ann  # noqa: E402
-from searchkit.ann import AnnParams, VectorIndex, choose_params  # noqa: E402
+from searchkit.backends.local import ann  # noqa: E402
+from searchkit.backends.local.ann import AnnParams, VectorIndex, choose_params  # noqa: E402
 from searchkit.config import AnnConfig, ModelConfig  # noqa: E402
 
 VECTORS = common.OUT / "vectors"

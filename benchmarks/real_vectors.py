@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from searchkit.chunking import fixed_spans  # noqa: E402
+from searchkit.embedding.chunking import fixed_spans  # noqa: E402
 from searchkit.config import ModelConfig  # noqa: E402
 from searchkit.embedding.embedder import Embedder  # noqa: E402
-from searchkit.pooling import normalize, pool_spans  # noqa: E402
+from searchkit.embedding.pooling import normalize, pool_spans  # noqa: E402
 
 EVAL = Path(os.environ.get("SEARCHKIT_EVAL_DIR", "/work/shared/eval"))
 DATASETS = ("git_whatis", "pg_refpurpose")

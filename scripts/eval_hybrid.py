@@ -25,10 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from searchkit import SearchIndex, load_config  # noqa: E402
-from searchkit.search import fuse  # noqa: E402
+from searchkit.retrieval.ranking import fuse  # noqa: E402
 
 # Fusions scored from the same two candidate lists the product fuses (top search.rerank_depth
-# of each, default 50), with searchkit.search.fuse itself: name → (fusion, keyword_weight, rrf_k).
+# of each, default 50), with searchkit.retrieval.ranking.fuse itself: name → (fusion, keyword_weight, rrf_k).
 FUSIONS = {f"rrf k={k} w={w}": ("rrf", w, k) for k in (10, 30, 60) for w in (0.3, 0.5, 0.7)}
 FUSIONS.update({f"weighted w={w}": ("weighted", w, 60) for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)})
 

@@ -18,12 +18,12 @@ import time
 
 import numpy as np
 
-from searchkit.chunking import fixed_spans
+from searchkit.embedding.chunking import fixed_spans
 from searchkit.config import ModelConfig
-from searchkit.datasets import load_beir
+from searchkit.evaluation.datasets import load_beir
 from searchkit.embedding.embedder import Embedder
-from searchkit.metrics import score_run
-from searchkit.pooling import normalize, pool_spans
+from searchkit.evaluation.metrics import score_run
+from searchkit.embedding.pooling import normalize, pool_spans
 
 MEASURES = [("ndcg", 10), ("recall", 1), ("recall", 10), ("mrr", 10)]
 

@@ -6,12 +6,12 @@ k-NN search and SQLite as the source of truth. Start with :class:`SearchIndex`.
 
 from .api import SearchIndex
 from .config import Config, load_config
-from .documents import Document, Skipped
+from .ingest.documents import Document, Skipped
 from .errors import (ConfigError, CorruptIndexError, FilterError, IndexLockedError, InputError,
                      ModelError, ModelMismatchError, ModelNotFoundError, NotAnIndexError,
                      SchemaVersionError, SearchkitError, UnsupportedModelError)
 from .filters import Filters
-from .indexing import IngestReport
+from .ingest.pipeline import IngestReport
 from .records import Chunk, Hit, Passage
 
 __all__ = [

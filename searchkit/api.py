@@ -22,22 +22,22 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import search as ranking
-from .ann import VectorIndex
-from .caches import TABLES, VectorCaches
-from .chunking import max_span_tokens
+from .retrieval import ranking
+from .backends.local.ann import VectorIndex
+from .backends.local.caches import TABLES, VectorCaches
+from .embedding.chunking import max_span_tokens
 from .config import DEFAULT_MODEL, ChunkingConfig, Config, load_config
-from .documents import Document, record_document
+from .ingest.documents import Document, record_document
 from .embedding.embedder import Embedder, ModelInfo
 from .embedding.models import canonical_name
 from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStoreError,
                      InputError, ModelMismatchError)
 from .filters import Filters, as_filters
-from .indexing import Indexer, IngestReport
-from .locking import WriteLock
-from .querying import FUSIONS, MODES, QUERY_CACHE, Query, QueryVectors, Searcher
+from .ingest.pipeline import Indexer, IngestReport
+from .backends.local.locking import WriteLock
+from .retrieval.searcher import FUSIONS, MODES, QUERY_CACHE, Query, QueryVectors, Searcher
 from .records import Hit
-from .store import DB_NAME, Store, creatable
+from .backends.local.store import DB_NAME, Store, creatable
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0

@@ -19,7 +19,7 @@ from .api import SearchIndex
 from .config import all_keys, env_var, load_config
 from .errors import SearchkitError
 from .filters import Filters
-from .evaluation import MODES, evaluate
+from .evaluation.runner import MODES, evaluate
 
 log = logging.getLogger("searchkit")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .documents import Document
+from .ingest.documents import Document
 
 
 @dataclass(frozen=True)

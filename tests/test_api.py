@@ -12,7 +12,7 @@ import pytest
 from searchkit import SearchIndex
 from searchkit.config import AnnConfig, ModelConfig
 from searchkit.errors import (ConfigError, IndexLockedError, InputError, ModelMismatchError, NotAnIndexError)
-from searchkit.locking import WriteLock
+from searchkit.backends.local.locking import WriteLock
 
 QUERIES = {
     "lava and eruptions from a mountain": "volcano.txt",

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from searchkit.chunking import (char_range, covers_exactly, fixed_spans, max_span_tokens,
+from searchkit.embedding.chunking import (char_range, covers_exactly, fixed_spans, max_span_tokens,
                                 sentence_spans)
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from searchkit.datasets import load_beir
+from searchkit.evaluation.datasets import load_beir
 from searchkit.errors import DatasetError
 
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from searchkit import documents
-from searchkit.documents import (Document, Skipped, Unchanged, html_to_text, iter_files,
+from searchkit.ingest import documents
+from searchkit.ingest.documents import (Document, Skipped, Unchanged, html_to_text, iter_files,
                                  read_document, record_document, split_front_matter)
 from searchkit.errors import InputError
 

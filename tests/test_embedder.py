@@ -3,11 +3,11 @@
 import numpy as np
 import torch
 
-from searchkit.chunking import covers_exactly
+from searchkit.embedding.chunking import covers_exactly
 from searchkit.config import ChunkingConfig
-from searchkit.documents import record_document
-from searchkit.ingest import embed_documents
-from searchkit.pooling import normalize
+from searchkit.ingest.documents import record_document
+from searchkit.ingest.embedding_pass import embed_documents
+from searchkit.embedding.pooling import normalize
 
 LONG = " ".join(
     f"Paragraph {i} talks about rivers, bridges and the towns that grew along the water." for i in range(60))

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from searchkit.cli import main
-from searchkit.evaluation import MODES, folder_name, index_settings
+from searchkit.evaluation.runner import MODES, folder_name, index_settings
 from searchkit.config import Config
 
 DOCS = {

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from searchkit import SearchIndex, indexing
+from searchkit import SearchIndex
+from searchkit.ingest import pipeline as indexing
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 

@@ -11,12 +11,12 @@ import sqlite_utils
 
 from searchkit import SearchIndex
 from searchkit.config import ChunkingConfig
-from searchkit.documents import record_document
+from searchkit.ingest.documents import record_document
 from searchkit.errors import IndexLockedError, InputError
-from searchkit.locking import WriteLock
+from searchkit.backends.local.locking import WriteLock
 from searchkit.records import Chunk, EmbeddedDocument
-from searchkit.search import fts_query, fuse, weighted_fusion
-from searchkit.store import DB_NAME, Store, migrations
+from searchkit.retrieval.ranking import fts_query, fuse, weighted_fusion
+from searchkit.backends.local.store import DB_NAME, Store, migrations
 
 # Six notes full of look-alike codes; only n2 holds ZX-4417-Q, buried in unrelated talk, so
 # its document vector says little about it.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from searchkit import SearchIndex
 from searchkit.config import load_config
-from searchkit.documents import read_document
+from searchkit.ingest.documents import read_document
 
 
 def stored_paths(ix: SearchIndex) -> set[str]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from searchkit import SearchIndex
-from searchkit.chunking import fixed_spans
+from searchkit.embedding.chunking import fixed_spans
 from searchkit.config import with_settings
 
 FILLER = (

@@ -14,13 +14,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "searchkit"
 
-STORAGE = {"searchkit.store", "searchkit.caches", "searchkit.ann"}
+STORAGE = {"searchkit.backends.local.store", "searchkit.backends.local.caches", "searchkit.backends.local.ann"}
 # What the model side may never reach: storage, and everything that sits above it.
-ABOVE_MODEL = STORAGE | {"searchkit.api", "searchkit.cli", "searchkit.querying",
-                         "searchkit.indexing", "searchkit.ingest", "searchkit.evaluation"}
+ABOVE_MODEL = STORAGE | {"searchkit.api", "searchkit.cli", "searchkit.retrieval.searcher",
+                         "searchkit.ingest.pipeline", "searchkit.ingest.embedding_pass", "searchkit.evaluation.runner"}
 # The only modules that may import the API: the CLI, evaluation (which drives the API) and
 # the package itself, which re-exports it.
-API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation"}
+API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation.runner"}
 
 
 def _module_name(path: Path) -> str:
@@ -64,10 +64,10 @@ GRAPH = {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def test_the_graph_covers_the_package():
-    assert {"searchkit.api", "searchkit.querying", "searchkit.indexing", "searchkit.store",
-            "searchkit.caches", "searchkit.embedding.embedder", "searchkit.cli"} <= set(GRAPH)
-    assert "searchkit.store" in GRAPH["searchkit.caches"]
-    assert "searchkit.search" in GRAPH["searchkit.querying"]   # ``from . import search``
+    assert {"searchkit.api", "searchkit.retrieval.searcher", "searchkit.ingest.pipeline", "searchkit.backends.local.store",
+            "searchkit.backends.local.caches", "searchkit.embedding.embedder", "searchkit.cli"} <= set(GRAPH)
+    assert "searchkit.backends.local.store" in GRAPH["searchkit.backends.local.caches"]
+    assert "searchkit.retrieval.ranking" in GRAPH["searchkit.retrieval.searcher"]   # ``from . import ranking``
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("searchkit.embedding")))
@@ -75,15 +75,15 @@ def test_model_code_never_imports_storage_or_what_sits_above_it(module):
     assert not GRAPH[module] & ABOVE_MODEL, sorted(GRAPH[module] & ABOVE_MODEL)
 
 
-@pytest.mark.parametrize("module", sorted(STORAGE | {"searchkit.querying"}))
+@pytest.mark.parametrize("module", sorted(STORAGE | {"searchkit.retrieval.searcher"}))
 def test_storage_and_querying_never_import_model_code(module):
     model = {m for m in GRAPH[module] if m.startswith("searchkit.embedding")}
     assert not model, sorted(model)
 
 
 def test_the_write_and_query_paths_never_import_each_other():
-    assert "searchkit.querying" not in GRAPH["searchkit.indexing"]
-    assert "searchkit.indexing" not in GRAPH["searchkit.querying"]
+    assert "searchkit.retrieval.searcher" not in GRAPH["searchkit.ingest.pipeline"]
+    assert "searchkit.ingest.pipeline" not in GRAPH["searchkit.retrieval.searcher"]
 
 
 def test_only_the_cli_evaluation_and_package_import_the_api():

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from searchkit import SearchIndex
-from searchkit.ann import VectorIndex
-from searchkit.caches import VectorCaches
+from searchkit.backends.local.ann import VectorIndex
+from searchkit.backends.local.caches import VectorCaches
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 from searchkit.errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
-from searchkit.store import DB_NAME, SCHEMA_VERSION
+from searchkit.backends.local.store import DB_NAME, SCHEMA_VERSION
 
 WORDS = ("volcano lava magma ash", "bread flour yeast oven", "chess king pawn castle",
          "orbit rocket satellite burn", "jazz saxophone swing band", "rain forest frog canopy")

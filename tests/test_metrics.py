@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from searchkit.metrics import mrr_at, ndcg_at, recall_at, score_run
+from searchkit.evaluation.metrics import mrr_at, ndcg_at, recall_at, score_run
 
 
 def test_binary_relevance_by_hand():

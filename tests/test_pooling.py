@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from searchkit.pooling import plan_windows, pool_spans, stitch
+from searchkit.embedding.pooling import plan_windows, pool_spans, stitch
 
 
 @pytest.mark.parametrize("n, window, overlap", [(5, 10, 2), (8, 10, 2), (9, 10, 2), (100, 10, 3), (57, 16, 0)])

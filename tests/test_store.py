@@ -8,9 +8,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from searchkit.documents import record_document
+from searchkit.ingest.documents import record_document
 from searchkit.records import Chunk, EmbeddedDocument
-from searchkit.store import IN_BATCH, Store
+from searchkit.backends.local.store import IN_BATCH, Store
 
 DIM = 4
 N_DOCS = 1_200

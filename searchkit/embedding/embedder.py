@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import ModelError
-from ..pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
+from .pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
 from . import models
 
 log = logging.getLogger(__name__)

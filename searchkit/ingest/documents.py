@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import yaml
 
-from .errors import InputError
+from ..errors import InputError
 
 BINARY_SNIFF_BYTES = 8192
 # Front matter is metadata, not a data store: more values than this is treated as plain text

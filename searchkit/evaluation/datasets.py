@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import IndexLockedError
+from ...errors import IndexLockedError
 
 LOCK_NAME = "write.lock"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .ann import AnnParams, VectorIndex, choose_params
-from .config import AnnConfig
-from .records import EmbeddedDocument
+from ...config import AnnConfig
+from ...records import EmbeddedDocument
 from .store import Store
 
 log = logging.getLogger("searchkit")

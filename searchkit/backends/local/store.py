@@ -34,9 +34,9 @@ import numpy as np
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
+from ...errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
 from .locking import LOCK_NAME, WriteLock
-from .records import EmbeddedDocument
+from ...records import EmbeddedDocument
 
 DB_NAME = "searchkit.db"
 # The only tables whose names are ever put into SQL text; every value travels as a parameter.

@@ -20,13 +20,13 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
-from .caches import VectorCaches
-from .config import ChunkingConfig, IngestConfig
+from ..backends.local.caches import VectorCaches
+from ..config import ChunkingConfig, IngestConfig
 from .documents import Document, Skipped, Unchanged, iter_files, read_document
-from .embedding.embedder import Embedder
-from .errors import InputError
-from .ingest import embed_documents
-from .store import Store, metadata_json
+from ..embedding.embedder import Embedder
+from ..errors import InputError
+from .embedding_pass import embed_documents
+from ..backends.local.store import Store, metadata_json
 
 log = logging.getLogger("searchkit")
 

@@ -14,11 +14,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import search as ranking
-from .caches import VectorCaches
-from .config import AnnConfig, SearchConfig
-from .records import Hit, Passage
-from .store import Store
+from . import ranking
+from ..backends.local.caches import VectorCaches
+from ..config import AnnConfig, SearchConfig
+from ..records import Hit, Passage
+from ..backends.local.store import Store
 
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")

@@ -11,12 +11,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .chunking import char_range, make_spans
-from .config import ChunkingConfig
+from ..embedding.chunking import char_range, make_spans
+from ..config import ChunkingConfig
 from .documents import Document
-from .embedding.embedder import Embedder, Tokens
-from .pooling import mean_vector, normalize, pool_spans
-from .records import Chunk, EmbeddedDocument
+from ..embedding.embedder import Embedder, Tokens
+from ..embedding.pooling import mean_vector, normalize, pool_spans
+from ..records import Chunk, EmbeddedDocument
 
 ProgressFn = Callable[[int], None]
 

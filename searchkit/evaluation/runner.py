@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .api import SearchIndex
-from .config import Config, with_settings
+from ..api import SearchIndex
+from ..config import Config, with_settings
 from .datasets import Dataset, load_beir
-from .embedding.models import locate_or_fall_back
-from .errors import InputError
+from ..embedding.models import locate_or_fall_back
+from ..errors import InputError
 from .metrics import score_run
 
 log = logging.getLogger("searchkit")

@@ -19,7 +19,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .config import AnnConfig
+from ...config import AnnConfig
 
 log = logging.getLogger("searchkit")
 

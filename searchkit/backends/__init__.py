@@ -1,0 +1,1 @@
+"""Storage backends: the protocols every backend implements, and the factory that picks one."""

@@ -1,0 +1,1 @@
+"""Retrieval evaluation: BEIR datasets, metrics, and the runner that drives the API."""

@@ -1,0 +1,1 @@
+"""Query-time code: candidate lists from a backend, ranking arithmetic and fusion."""
