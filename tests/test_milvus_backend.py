@@ -15,7 +15,7 @@ import pytest
 
 from searchkit.errors import BackendError, IndexLockedError
 from searchkit.filters import Filters
-from searchkit.documents import Document
+from searchkit.ingest.documents import Document
 from searchkit.records import Chunk, EmbeddedDocument
 
 pytest.importorskip("pymilvus", reason="pip install -e '.[milvus]'")
