@@ -40,7 +40,7 @@ import numpy as np
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from ...errors import BackendError, IndexLockedError, SchemaVersionError
+from ...errors import BackendError, ConfigError, IndexLockedError, NotAnIndexError, SchemaVersionError
 from ...filters import Filters
 from ...records import EmbeddedDocument
 from ..base import ChunkRow, DocRow, query_terms
@@ -53,6 +53,7 @@ IN_BATCH = 1000           # ids per ``in [...]`` expression
 INSERT_BATCH = 500        # rows per insert call
 MAX_LIMIT = 16_384        # Milvus caps topk and query limit+offset here
 STRONG = {"consistency_level": "Strong"}
+LITE_NAME = "milvus.db"     # the milvus-lite file inside --index when milvus.uri is empty
 _LITE_USERS: dict[str, int] = {}    # milvus-lite file → open backends in this process
 
 # milvus-lite serves pymilvus from a gRPC server inside this process; it logs every call it
@@ -67,30 +68,33 @@ def is_lite(uri: str) -> bool:
 class MilvusBackend:
     """One searchkit index in Milvus. Safe to share between threads for reading."""
 
-    def __init__(self, settings: Any, create: bool = False, wait: float | None = None):
+    def __init__(self, settings: Any, create: bool = False, wait: float | None = None,
+                 folder: str | Path | None = None):
         """
         Args:
             settings: the ``milvus`` config section (uri, token, collection_prefix,
                 index_type and its parameters).
             create: create the settings collection when it does not exist.
             wait: seconds to wait for a milvus-lite file another process has open.
+            folder: the index folder (``--index``): with ``milvus.uri`` empty, the index is the
+                milvus-lite file ``FOLDER/milvus.db``.
 
         Raises:
             ConfigError: a setting cannot be used.
             BackendError: the server cannot be reached.
             NotAnIndexError: nothing is stored under the prefix and ``create`` is false.
         """
-        from ...errors import NotAnIndexError
-
         self.settings = settings
         self.prefix = schema.check_prefix(settings.collection_prefix)
-        uri = settings.uri
+        uri = settings.uri or (str(Path(folder) / LITE_NAME) if folder is not None else "")
+        if not uri:
+            raise ConfigError("milvus.uri is empty: set a milvus-lite file (./index.db) or a "
+                              "server (http://host:19530)")
         self.lite = is_lite(uri)
         if self.lite:
             path = Path(uri).expanduser().absolute()
             if path.suffix != ".db":
-                from ...errors import ConfigError
-                raise ConfigError(f"milvus.uri {uri!r}: a milvus-lite file must end in .db "
+                    raise ConfigError(f"milvus.uri {uri!r}: a milvus-lite file must end in .db "
                                   "(or use http://host:19530 for a server)")
             if not create and not path.exists():
                 raise NotAnIndexError(f"{path} does not exist; create it with `searchkit index "
@@ -401,16 +405,46 @@ class MilvusView:
         return _id_vectors(rows, self.manifest().get("dim", 0))
 
     def stats(self) -> dict[str, Any]:
+        """The local backend's keys (``searchkit info``), plus where the collections live."""
         manifest = self.manifest()
+        params = manifest.get("milvus_params") or {}
+        index = {k: v for k, v in params.items() if k in _INDEX_KEYS.get(params.get("index_type"), ())}
+        files = _disk_usage(Path(self.b.uri)) if self.b.lite else {}
+        tokens = sum(int(r["n_tokens"]) for r in self._query("documents", self._hide("documents"), ["n_tokens"]))
         return {
-            "backend": "milvus-lite" if self.b.lite else "milvus",
-            "uri": self.b.uri, "server_version": self.b.version,
-            "collections": [self.b.name(t) for t in schema.COLLECTIONS],
-            "documents": self.count("documents"), "chunks": self.count("chunks"),
-            "index_type": manifest.get("milvus_params", {}).get("index_type"),
-            "full_text_search": self.b.full_text,
-            "pending_ids": len(self.hidden),
+            "index": self.b.location,
+            "model": manifest.get("model"),
+            "chunking": manifest.get("chunking"),
+            "documents": self.count("documents"),
+            "chunks": self.count("chunks"),
+            "tokens": tokens,
+            "ann_type": f"milvus {params.get('index_type', '(none yet)')}",
+            "ann": {t: index for t in ("documents", "chunks")},
+            "search": {k: v for k, v in params.items() if k in ("ef_search", "nprobe")},
+            "schema_version": manifest.get("schema_version"),
+            "generation": manifest.get("generation"),
+            "files": files,
+            "bytes_on_disk": sum(files.values()),
+            "milvus": {"uri": self.b.uri, "server_version": self.b.version,
+                       "collections": [self.b.name(t) for t in schema.COLLECTIONS],
+                       "full_text_search": self.b.full_text, "pending_ids": len(self.hidden)},
         }
+
+
+_INDEX_KEYS = {"HNSW": ("index_type", "hnsw_m", "hnsw_ef_construction"),
+               "IVF_FLAT": ("index_type", "nlist"), "FLAT": ("index_type",),
+               "AUTOINDEX": ("index_type",)}
+
+
+def _disk_usage(path: Path) -> dict[str, int]:
+    """Bytes of a milvus-lite database (a folder of files) by top-level entry."""
+    if path.is_file():
+        return {path.name: path.stat().st_size}
+    out = {}
+    for entry in sorted(path.iterdir()) if path.exists() else []:
+        files = [entry] if entry.is_file() else [f for f in entry.rglob("*") if f.is_file()]
+        out[f"{path.name}/{entry.name}"] = sum(f.stat().st_size for f in files)
+    return out
 
 
 def _doc_row(r: dict[str, Any], text: str) -> DocRow:
@@ -688,7 +722,6 @@ class MilvusWriter(MilvusView):
 def _params(settings: Any, index_type: str | None = None) -> dict[str, Any]:
     chosen = (index_type or settings.index_type).upper()
     if chosen not in schema.INDEX_TYPES:
-        from ...errors import ConfigError
         raise ConfigError(f"milvus.index_type {chosen!r}: expected one of {', '.join(schema.INDEX_TYPES)}")
     return {"index_type": chosen, "hnsw_m": settings.hnsw_m,
             "hnsw_ef_construction": settings.hnsw_ef_construction,
