@@ -140,8 +140,10 @@ def test_replace_delete_and_ids_never_reused(backend):
 
 
 def test_keyword_search(backend):
+    # A chunk of 100 kB whose words come after a base64-like run still matches its words.
+    blob = "rocks " + "A" * 100_000 + " pumice obsidian"
     with backend.write() as w:
-        ids = w.replace([], corpus())
+        ids = w.replace([], [*corpus(), embedded("blob", blob, 6, chunk_chars=len(blob))])
     with backend.snapshot() as view:
         if not backend.full_text:
             with pytest.raises(BackendError, match=r"Milvus >= 2.5.*v2\.3"):
@@ -151,6 +153,9 @@ def test_keyword_search(backend):
         assert list(view.keyword_documents("sourdough", 5, Filters.build(type="txt"))) == []
         hits = view.keyword_chunks("lava", limit=3)
         assert {view.chunks(hits)[c].doc_id for c in hits} == {ids[0]}
+        hits = view.keyword_chunks("obsidian", limit=3)
+        assert {view.chunks(hits)[c].doc_id for c in hits} == {ids[3]}
+        assert list(view.keyword_documents("pumice", 3)) == [ids[3]]
 
 
 def test_hnsw_returns_k_even_when_a_filter_leaves_few(milvus_uri):

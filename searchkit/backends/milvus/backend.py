@@ -637,7 +637,8 @@ class MilvusWriter(MilvusView):
             title = schema.utf8_cut(doc.title, schema.VARCHAR_BYTES)
             for n, piece in enumerate(pieces):
                 row = {"id": next_id, "doc_id": doc_id, "part": n, "text": piece,
-                       "search_text": _search_text(title, piece) if n == 0 else piece, **filt}
+                       "search_text": _search_text(title, piece) if n == 0 else schema.bm25_text(piece),
+                       **filt}
                 if not self.b.full_text:
                     row["placeholder"] = [0.0] * schema.PLACEHOLDER_DIM
                 texts.append(row)
@@ -647,7 +648,7 @@ class MilvusWriter(MilvusView):
                     "id": next_id, "doc_id": doc_id, "ordinal": chunk.ordinal,
                     "tok_start": chunk.tok_start, "tok_end": chunk.tok_end,
                     "char_start": chunk.char_start, "char_end": chunk.char_end,
-                    "text": schema.utf8_cut(doc.text[chunk.char_start:chunk.char_end], schema.VARCHAR_BYTES),
+                    "text": schema.bm25_text(doc.text[chunk.char_start:chunk.char_end]),
                     "vector": np.asarray(chunk.vector, dtype=np.float32).tolist(), **filt})
                 next_id += 1
             if len(doc.key.encode("utf-8")) > schema.VARCHAR_BYTES:
@@ -729,8 +730,7 @@ def _params(settings: Any, index_type: str | None = None) -> dict[str, Any]:
 
 
 def _search_text(title: str, text: str) -> str:
-    return schema.utf8_cut(schema.utf8_cut(title, schema.TITLE_BM25_BYTES) + "\n\n" + text,
-                           schema.VARCHAR_BYTES)
+    return schema.bm25_text(schema.utf8_cut(title, schema.TITLE_BM25_BYTES) + "\n\n" + text)
 
 
 def _json_safe(metadata: Any) -> dict[str, Any]:

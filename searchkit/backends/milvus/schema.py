@@ -59,16 +59,33 @@ def utf8_cut(text: str, limit: int) -> str:
 
 
 def text_parts(text: str, limit: int = TEXT_PART_BYTES) -> list[str]:
-    """``text`` in consecutive parts of at most ``limit`` UTF-8 bytes each (cut between
-    characters); joined they give ``text`` back."""
+    """``text`` in consecutive parts of at most ``limit`` UTF-8 bytes each, joined they give
+    ``text`` back. A part ends after a space when one is near the limit, so BM25 over the
+    parts sees whole words."""
     parts, data, start = [], text.encode("utf-8"), 0
     while start < len(data):
         end = min(start + limit, len(data))
+        if end < len(data):
+            space = data.rfind(b" ", max(start + 1, end - 1000), end)
+            if space > start:
+                end = space + 1
         while end < len(data) and (data[end] & 0xC0) == 0x80:   # inside a character
             end -= 1
         parts.append(data[start:end].decode("utf-8"))
         start = end
     return parts or [""]
+
+
+# Runs of this many characters without whitespace carry no searchable word (the model's
+# tokenizer makes them one unknown token too): they are left out of the BM25 text, so a
+# chunk's words fit Milvus's 65,535-byte VARCHAR however long such a run is.
+LONG_RUN = re.compile(r"\S{200,}")
+
+
+def bm25_text(text: str) -> str:
+    """What BM25 indexes of a chunk or text part: ``text`` without runs of 200+ non-space
+    characters, cut to the VARCHAR limit as a last resort."""
+    return utf8_cut(LONG_RUN.sub(" ", text), VARCHAR_BYTES)
 
 
 def _filter_fields(schema) -> None:
