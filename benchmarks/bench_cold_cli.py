@@ -40,7 +40,7 @@ import sentence_transformers; mark("import sentence_transformers")
 from searchkit import SearchIndex, load_config
 ix = SearchIndex.open(sys.argv[1], config=load_config(discover=False)); mark("open index")
 ix.embedder; mark("load model")
-ix.ann("documents"); ix.ann("chunks"); mark("load FAISS")
+ix.backend.ann("documents"); ix.backend.ann("chunks"); mark("load FAISS")
 ix.embedder.encode_queries([sys.argv[2]]); mark("first query embedding")
 ix.search(sys.argv[2]); mark("search (warm embedding + FAISS + SQLite)")
 print(json.dumps(t))

@@ -13,82 +13,54 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .retrieval import ranking
-from .backends.local.ann import VectorIndex
-from .backends.local.caches import TABLES, VectorCaches
+from .backends.base import Backend, WriteSession, query_terms
+from .backends.factory import open_backend
+from .config import DEFAULT_MODEL, FUSIONS, MODES, RERANKS, ChunkingConfig, Config, load_config
 from .embedding.chunking import max_span_tokens
-from .config import DEFAULT_MODEL, ChunkingConfig, Config, load_config
-from .ingest.documents import Document, record_document
-from .embedding.embedder import Embedder, ModelInfo
+from .embedding.loading import load_embedder
 from .embedding.models import canonical_name
-from .errors import (ConfigError, CorruptIndexError, IndexLockedError, IndexStoreError,
-                     InputError, ModelMismatchError)
+from .embedding.protocol import ModelInfo, TokenEmbedder
+from .errors import ConfigError, InputError, ModelMismatchError
 from .filters import Filters, as_filters
+from .hits import Hit
+from .ingest.documents import record_document
 from .ingest.pipeline import Indexer, IngestReport
-from .backends.local.locking import WriteLock
-from .retrieval.searcher import FUSIONS, MODES, QUERY_CACHE, Query, QueryVectors, Searcher
-from .records import Hit
-from .backends.local.store import DB_NAME, Store, creatable
-
-# Seconds a process creating an index waits for another one creating the same index.
-CREATE_WAIT = 30.0
-
-
-def _guard_db(method: Callable) -> Callable:
-    """Report a damaged or unusable database as a searchkit error, never a bare traceback."""
-    @functools.wraps(method)
-    def wrapper(self: "SearchIndex", *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
-            raise  # a bug in searchkit, not a property of the file
-        except sqlite3.DatabaseError as exc:
-            raise _store_error(self.folder, exc) from None
-    return wrapper
-
-
-def _store_error(folder: Path, exc: sqlite3.DatabaseError) -> IndexStoreError:
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return IndexLockedError(f"{folder / DB_NAME} stayed busy too long ({text}); try again")
-    if isinstance(exc, sqlite3.OperationalError) and ("no such" in text or "disk" in text
-                                                      or "full" in text or "readonly" in text):
-        return IndexStoreError(f"{folder / DB_NAME}: {text}")
-    return CorruptIndexError(f"{folder / DB_NAME} is damaged ({text}); restore it from a backup "
-                             "or delete the folder and index again")
+from .records import Document
+from .retrieval.searcher import QUERY_CACHE, Query, QueryVectors, Searcher
 
 
 class SearchIndex:
-    """An index folder: SQLite (source of truth) plus FAISS caches, and the model that built it.
+    """An index: a storage backend (local: SQLite plus FAISS files in a folder) and the model
+    that built it.
 
-    Open one with :meth:`SearchIndex.open`. Reading needs no lock; every write takes the
-    folder's writer lock for its duration.
+    Open one with :meth:`SearchIndex.open`. Reading needs no lock, and one ``SearchIndex`` is
+    safe to share between threads for reading (``search``, ``search_many``, ``stats``); every
+    write takes the index's writer lock for its duration.
     """
 
-    def __init__(self, folder: Path, config: Config, store: Store, wait: float | None = None):
+    def __init__(self, folder: Path, config: Config, backend: Backend, wait: float | None = None,
+                 embedder: TokenEmbedder | None = None):
         self.folder = folder
         self.config = config
-        self.store = store
+        self.backend = backend
         self.wait = wait
-        self._embedder: Embedder | None = None
-        self.vectors = VectorCaches(folder, store, config.ann, config.ingest.checkpoint_seconds)
+        self._embedder = embedder
         self._queries = QueryVectors(QUERY_CACHE)
-        self._searcher = Searcher(store, self.vectors, config.search, config.ann)
+        self._searcher = Searcher(backend, config.search)
 
     # -- opening --------------------------------------------------------------------------
 
     @classmethod
     def open(cls, folder: str | os.PathLike | None = None, config: Config | None = None,
-             create: bool = False, wait: float | None = None) -> "SearchIndex":
+             create: bool = False, wait: float | None = None,
+             embedder: TokenEmbedder | None = None) -> "SearchIndex":
         """Open the index in ``folder`` (default ``config.index``).
 
         Args:
@@ -96,26 +68,21 @@ class SearchIndex:
             config: settings; ``None`` loads them with :func:`searchkit.load_config`.
             create: create the folder and database if missing.
             wait: seconds a write waits for another writer (``None``: fail at once).
+            embedder: the model to embed with (any object with the
+                :class:`searchkit.embedding.protocol.TokenEmbedder` interface, e.g. the
+                deterministic :class:`searchkit.embedding.fake.FakeEmbedder`); ``None`` loads
+                the index's recorded model (or ``model.name``) on first use.
 
         Raises:
             NotAnIndexError, CorruptIndexError, SchemaVersionError: the folder cannot be used.
         """
         config = config or load_config()
         folder = Path(folder if folder is not None else config.index)
-        try:
-            if create and not (folder / DB_NAME).exists() and creatable(folder):
-                # Two processes creating one index must not both run the migrations.
-                folder.mkdir(parents=True, exist_ok=True)
-                with WriteLock(folder, CREATE_WAIT if wait is None else wait):
-                    store = Store.open(folder, create=True)
-            else:
-                store = Store.open(folder, create=create)
-        except sqlite3.DatabaseError as exc:
-            raise _store_error(folder, exc) from None
-        return cls(folder, config, store, wait=wait)
+        backend = open_backend(config.backend, folder, config, create=create, wait=wait)
+        return cls(folder, config, backend, wait=wait, embedder=embedder)
 
     def close(self) -> None:
-        self.store.close()
+        self.backend.close()
 
     def __enter__(self) -> "SearchIndex":
         return self
@@ -123,18 +90,22 @@ class SearchIndex:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _manifest(self) -> dict[str, Any]:
+        with self.backend.snapshot() as view:
+            return view.manifest()
+
     # -- the model ------------------------------------------------------------------------
 
     @property
     def model_info(self) -> ModelInfo | None:
         """The model recorded in the index, or None for an index with nothing in it yet."""
-        data = self.store.manifest().get("model")
+        data = self._manifest().get("model")
         return ModelInfo(**data) if data else None
 
     @property
     def chunking(self) -> ChunkingConfig:
         """Chunking fixed at creation (recorded in the manifest), else the configured one."""
-        data = self.store.manifest().get("chunking")
+        data = self._manifest().get("chunking")
         return ChunkingConfig(**data) if data else self.config.chunking
 
     def check_model(self, name: str) -> None:
@@ -153,23 +124,23 @@ class SearchIndex:
                 f"use --model {info.name}, or a new --index folder for the other model")
 
     @property
-    def embedder(self) -> Embedder:
-        """The model, loaded on first use: the recorded one for an existing index (no network)."""
+    def embedder(self) -> TokenEmbedder:
+        """The model: the one given to :meth:`open`, else loaded on first use (the recorded one
+        for an existing index, without network)."""
         if self._embedder is None:
             info = self.model_info
             if info is None:
-                self._embedder = Embedder.load(self.config.model)
+                self._embedder = load_embedder(self.config.model)
             else:
                 model_config = dataclasses.replace(
                     self.config.model, window_tokens=info.window_tokens,
                     window_overlap=info.window_overlap, max_windows=info.max_windows,
                     fallback=False)
-                self._embedder = Embedder.load(model_config, allow_download=False, name=info.name)
+                self._embedder = load_embedder(model_config, allow_download=False, name=info.name)
         return self._embedder
 
     # -- writing --------------------------------------------------------------------------
 
-    @_guard_db
     def add_paths(self, paths: Sequence[str | os.PathLike], show_progress: bool = False) -> IngestReport:
         """Index files and folders incrementally.
 
@@ -188,7 +159,6 @@ class SearchIndex:
             raise InputError("no path given to index")
         return self._add(lambda indexer: indexer.add_paths(paths, self.chunking, show_progress))
 
-    @_guard_db
     def add_records(self, records: Iterable[Any], show_progress: bool = False) -> IngestReport:
         """Index caller-supplied documents: ``(id, text)``, ``(id, text, metadata)`` tuples or
         mappings with ``id``, ``text`` and optional ``metadata`` / ``title``.
@@ -200,7 +170,6 @@ class SearchIndex:
         docs = [_record(r) for r in records]
         return self._add(lambda indexer: indexer.add_documents(docs, self.chunking, show_progress))
 
-    @_guard_db
     def remove(self, keys: Iterable[str]) -> int:
         """Remove documents; returns how many were removed.
 
@@ -209,22 +178,15 @@ class SearchIndex:
         may already be deleted); every file stored under that folder. Keys that match nothing
         are logged as a warning.
         """
-        with WriteLock(self.folder, self.wait):
-            removed = self._indexer().remove(keys)
-            if removed:
-                self.vectors.finish_write()
-        return removed
+        with self.backend.write(self.wait) as session:
+            return self._indexer(session).remove(keys)
 
-    @_guard_db
     def rebuild(self, index_type: str | None = None) -> dict[str, Any]:
         """Rebuild the FAISS files from SQLite, choosing structure for the current size."""
-        with WriteLock(self.folder, self.wait):
-            if index_type is not None:
-                self.store.set_manifest(ann_type=index_type)
-            self.vectors.rebuild_all()
+        with self.backend.write(self.wait) as session:
+            session.rebuild(index_type)
         return self.stats()
 
-    @_guard_db
     def compact(self) -> dict[str, Any]:
         """Drop removed vectors for good and give their space back.
 
@@ -233,29 +195,21 @@ class SearchIndex:
         removes files left by an interrupted writer. Returns the tombstones dropped per table
         and the folder's size before and after.
         """
-        with WriteLock(self.folder, self.wait):
-            before = _folder_bytes(self.folder)
-            dropped: dict[str, int] = {}
-            if self.model_info is not None:
-                self.vectors.load_all()
-                dropped = self.vectors.compact(force=True)
-                self.vectors.save()
-            self.store.vacuum()
-            return {"dropped": dropped, "bytes_before": before, "bytes_after": _folder_bytes(self.folder)}
+        with self.backend.write(self.wait) as session:
+            return session.compact()
 
-    def _prepare_write(self) -> None:
+    def _prepare_write(self, session: WriteSession) -> None:
         """Record model and structure on first write; refuse a mismatched model.
 
         An existing index keeps its recorded model: ``model.name`` left at the default (by
         omission, or a config file restating it) is not a request for another model; any other
         name must be the recorded one.
         """
-        self.vectors.start_write()
-        manifest = self.store.manifest()
+        manifest = session.manifest()
         if "model" in manifest:
             if self.config.model.name != DEFAULT_MODEL:
                 self.check_model(self.config.model.name)
-            self.vectors.load_all()
+            session.prepare()
             return
         info = self.embedder.info
         chunking = self.config.chunking
@@ -266,36 +220,26 @@ class SearchIndex:
                 f"chunking.size {chunking.size} does not fit the model window ({info.window_tokens} "
                 f"tokens) in naive mode: a {chunking.strategy} chunk can reach "
                 f"{max_span_tokens(chunking.strategy, chunking.size)} tokens; use at most {fits}")
-        self.store.set_manifest(model=info.as_dict(), chunking=dataclasses.asdict(chunking),
-                                ann_type=self.config.ann.type)
-        self.vectors.load_all()
+        session.record(model=info.as_dict(), chunking=dataclasses.asdict(chunking))
+        session.prepare()
 
     def _add(self, run: Callable[[Indexer], IngestReport]) -> IngestReport:
-        """One adding write under the lock: prepare it, ``run`` it, save the FAISS files."""
+        """One adding write under the lock: prepare it, ``run`` it; the session saves what
+        readers need when it ends."""
         start = time.perf_counter()
-        with WriteLock(self.folder, self.wait):
-            before = self.store.generation
-            self._prepare_write()
-            report = run(self._indexer())
-            # Save only after a commit, or when the files on disk lag (a writer killed before
-            # its save): a run with nothing new over a tidy folder rewrites no large FAISS file.
-            if self.store.generation != before or not self.vectors.files_current():
-                self.vectors.finish_write()
+        with self.backend.write(self.wait) as session:
+            self._prepare_write(session)
+            report = run(self._indexer(session))
         report.seconds = time.perf_counter() - start
         return report
 
-    def _indexer(self) -> Indexer:
+    def _indexer(self, session: WriteSession) -> Indexer:
         # One per write, not kept: it reaches back here for the model (loaded only if something
         # needs embedding), and a kept one would tie this object in a reference cycle.
-        return Indexer(self.store, self.vectors, self.config.ingest, lambda: self.embedder)
-
-    def ann(self, table: str) -> VectorIndex:
-        """The FAISS index of ``documents`` or ``chunks`` for the database's current state."""
-        return self.vectors.get(table)
+        return Indexer(session, self.config.ingest, lambda: self.embedder)
 
     # -- searching ------------------------------------------------------------------------
 
-    @_guard_db
     def search(self, query: str, k: int | None = None, rerank: str | None = None,
                chunks: bool = False, distinct: bool = False, mode: str | None = None,
                filters: Filters | Mapping[str, Any] | None = None,
@@ -332,20 +276,23 @@ class SearchIndex:
         fusion = fusion or settings.fusion
         if mode not in MODES:
             raise InputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if rerank not in ("none", "late"):
-            raise InputError(f"rerank must be 'none' or 'late', got {rerank!r}")
+        if rerank not in RERANKS:
+            raise InputError(f"rerank must be one of {', '.join(RERANKS)}, got {rerank!r}")
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
         parsed = as_filters(filters)
-        where = parsed.to_sql() if parsed else None
-        if self.store.count("documents") == 0:
+        if self._count() == 0:
             return []
-        match = ranking.fts_query(query)
-        if mode == "keyword" and match is None:
+        text = query if query_terms(query) else None
+        if mode == "keyword" and text is None:
             return []
         qvec = self._queries.get(query, self._encode_queries) if mode != "keyword" else None
-        return self._searcher.run(Query(qvec, match, k, mode, rerank, fusion, where, chunks,
+        return self._searcher.run(Query(qvec, text, k, mode, rerank, fusion, parsed, chunks,
                                         distinct))
+
+    def _count(self) -> int:
+        with self.backend.snapshot() as view:
+            return view.count("documents")
 
     def search_many(self, queries: Sequence[str], k: int | None = None,
                     **options: Any) -> list[list[Hit]]:
@@ -363,7 +310,7 @@ class SearchIndex:
             group = texts[start:start + QUERY_CACHE]
             todo = [q for q in dict.fromkeys(group) if isinstance(q, str) and q.strip()
                     and q not in self._queries]
-            if needs_vectors and todo and self.store.count("documents"):
+            if needs_vectors and todo and self._count():
                 self._queries.add(todo, self._encode_queries(todo))
             results.extend(self.search(q, k=k, **options) for q in group)
         return results
@@ -373,46 +320,10 @@ class SearchIndex:
 
     # -- reporting ------------------------------------------------------------------------
 
-    @_guard_db
     def stats(self) -> dict[str, Any]:
         """Model, counts, index structure and sizes on disk."""
-        with self.store.snapshot():
-            return self._stats()
-
-    def _stats(self) -> dict[str, Any]:
-        manifest = self.store.manifest()
-        files = _folder_files(self.folder)
-        tokens = self.store.db.execute("SELECT coalesce(sum(n_tokens), 0) FROM documents").fetchone()[0]
-        return {
-            "index": str(self.folder),
-            "model": manifest.get("model"),
-            "chunking": manifest.get("chunking"),
-            "documents": self.store.count("documents"),
-            "chunks": self.store.count("chunks"),
-            "tokens": int(tokens),
-            "ann_type": manifest.get("ann_type"),
-            "ann": {t: manifest.get(f"ann_{t}") for t in TABLES},
-            "search": {"nprobe": self.config.ann.nprobe, "ef_search": self.config.ann.ef_search},
-            "schema_version": manifest.get("schema_version"),
-            "generation": manifest.get("generation"),
-            "files": files,
-            "bytes_on_disk": sum(files.values()),
-        }
-
-
-def _folder_files(folder: Path) -> dict[str, int]:
-    files = {}
-    for path in sorted(folder.iterdir()):
-        try:
-            if path.is_file():
-                files[path.name] = path.stat().st_size
-        except FileNotFoundError:  # a writer swapped it away meanwhile
-            pass
-    return files
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(_folder_files(folder).values())
+        with self.backend.snapshot() as view:
+            return view.stats()
 
 
 def _record(record: Any) -> Document:

@@ -16,10 +16,11 @@ from typing import Any, Callable
 import click
 
 from .api import SearchIndex
-from .config import all_keys, env_var, load_config
+from .config import (CHUNKING_MODES, FUSIONS, INDEX_TYPES, MODES, RERANKS, all_keys, env_var,
+                     load_config)
 from .errors import SearchkitError
 from .filters import Filters
-from .evaluation.runner import MODES, evaluate
+from .evaluation.runner import EVAL_MODES, evaluate
 
 log = logging.getLogger("searchkit")
 
@@ -101,9 +102,9 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @common_options
 @click.option("--model", default=None, help="Embedding model: hub name, local folder or all-MiniLM-L6-v2.")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None,
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
               help="FAISS index type for a new index (setting ann.type).")
-@click.option("--chunking", type=click.Choice(["late", "naive", "none"]), default=None,
+@click.option("--chunking", type=click.Choice(CHUNKING_MODES), default=None,
               help="How chunk vectors are made for a new index (setting chunking.mode).")
 @click.option("--chunk-size", type=int, default=None, help="Tokens per chunk (setting chunking.size).")
 @click.option("--batch-tokens", type=int, default=None,
@@ -134,12 +135,12 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.argument("text")
 @common_options
 @click.option("-k", "k", type=int, default=None, help="Number of results (setting search.k).")
-@click.option("--mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None,
+@click.option("--mode", type=click.Choice(MODES), default=None,
               help="dense: vectors; keyword: BM25 over SQLite FTS5; hybrid: both, fused "
                    "(setting search.mode).")
-@click.option("--fusion", type=click.Choice(["rrf", "weighted"]), default=None,
+@click.option("--fusion", type=click.Choice(FUSIONS), default=None,
               help="How hybrid fuses the two lists (setting search.fusion).")
-@click.option("--rerank", type=click.Choice(["none", "late"]), default=None,
+@click.option("--rerank", type=click.Choice(RERANKS), default=None,
               help="late: rescore the top documents with their best late chunk (setting search.rerank).")
 @click.option("--chunks", is_flag=True, help="Return passages from the chunk index instead of documents.")
 @click.option("--distinct", is_flag=True,
@@ -207,12 +208,12 @@ def _shown_path(path: str) -> str:
 @click.option("--work-dir", metavar="DIR", default=None,
               help="Keep the index folders here and reuse them (default: a temporary folder, deleted).")
 @click.option("--modes", default=None, metavar="M1,M2",
-              help=f"Modes to evaluate, comma-separated (default all: {', '.join(MODES)}).")
+              help=f"Modes to evaluate, comma-separated (default all: {', '.join(EVAL_MODES)}).")
 @click.option("-k", "k", type=int, default=10, show_default=True,
               help="Results fetched per query (at least 10).")
 @click.option("--model", default=None, help="Embedding model (setting model.name).")
 @click.option("--chunk-size", type=int, default=None, help="Tokens per chunk (setting chunking.size).")
-@click.option("--mode", "search_mode", type=click.Choice(["dense", "keyword", "hybrid"]),
+@click.option("--mode", "search_mode", type=click.Choice(MODES),
               default="dense", show_default=True,
               help="Query mode of every eval mode (hybrid fuses BM25 with each mode's dense side).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
@@ -294,7 +295,7 @@ def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
 
 @main.command("rebuild")
 @common_options
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None,
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
               help="Switch the FAISS index type while rebuilding.")
 @click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
 @handle_errors

@@ -32,6 +32,18 @@ CONFIG_ENV = "SEARCHKIT_CONFIG"
 # own model; any other name must match it (see SearchIndex.check_model).
 DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 
+# The words each choice accepts, defined once: config checks, the API, the retrieval code, the
+# local backend's FAISS structures and the CLI's click choices all read these.
+BACKENDS = ("local",)
+DEVICES = ("cpu", "cuda", "mps", "auto")
+CHUNKING_MODES = ("late", "naive", "none")
+CHUNKING_STRATEGIES = ("fixed", "sentence")
+ANN_KINDS = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("auto", *ANN_KINDS)
+MODES = ("dense", "keyword", "hybrid")
+RERANKS = ("none", "late")
+FUSIONS = ("rrf", "weighted")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -124,6 +136,7 @@ class Config:
     """The whole configuration. Build one with :func:`load_config`."""
 
     index: str = ".searchkit"
+    backend: str = "local"
     model: ModelConfig = field(default_factory=ModelConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     ann: AnnConfig = field(default_factory=AnnConfig)
@@ -134,13 +147,14 @@ class Config:
 
 # Settings whose value must be one of a few words; checked after every merge.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.device": ("cpu", "cuda", "mps", "auto"),
-    "chunking.mode": ("late", "naive", "none"),
-    "chunking.strategy": ("fixed", "sentence"),
-    "ann.type": ("auto", "flat", "ivf", "hnsw"),
-    "search.mode": ("dense", "keyword", "hybrid"),
-    "search.rerank": ("none", "late"),
-    "search.fusion": ("rrf", "weighted"),
+    "backend": BACKENDS,
+    "model.device": DEVICES,
+    "chunking.mode": CHUNKING_MODES,
+    "chunking.strategy": CHUNKING_STRATEGIES,
+    "ann.type": INDEX_TYPES,
+    "search.mode": MODES,
+    "search.rerank": RERANKS,
+    "search.fusion": FUSIONS,
 }
 
 POSITIVE = {

@@ -1,9 +1,9 @@
 """Search filters: path glob, file type, modification time and metadata conditions.
 
-A :class:`Filters` compiles to one SQL condition on ``documents d`` with its parameters; user
-values only ever travel as parameters. The search code turns the condition into the set of
-allowed ids (a FAISS id selector) or adds it to the keyword query, so filters apply before
-ranking and ``k`` results come back whenever ``k`` documents match.
+A :class:`Filters` is the parsed form that travels to the storage backend, which compiles it
+to its own query language (the local backend: one parameterised SQL condition, see
+``backends/local/sql.py``) and applies it before ranking, so ``k`` results come back whenever
+``k`` documents match.
 
 Metadata conditions (``--where``) read the JSON stored with each document: the metadata given
 to ``add_records`` or a Markdown file's YAML front matter.
@@ -27,13 +27,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from .errors import FilterError
+from .records import KIND_ALIASES, KINDS
 
 OPERATORS = ("!=", ">=", "<=", "==", "=", ">", "<")
 WHERE = re.compile(r"^\s*([^=!<>\s][^=!<>]*?)\s*(!=|>=|<=|==|=|>|<)\s*(.*?)\s*$", re.S)
 KEY_SEGMENT = re.compile(r'^[^"\\\x00-\x1f]+$')
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-KINDS = ("txt", "md", "rst", "html", "record")
-KIND_ALIASES = {"htm": "html", "markdown": "md", "text": "txt"}
 
 
 @dataclass(frozen=True)
@@ -99,28 +98,6 @@ class Filters:
             raise FilterError(f"filter since/until: since ({since}) is not before until ({until})")
         return cls(paths, kinds, lower, upper, tuple(_conditions(where)))
 
-    def to_sql(self) -> tuple[str, list[Any]]:
-        """One SQL condition on ``documents d`` and its parameters (``"1"`` when empty)."""
-        parts: list[str] = []
-        params: list[Any] = []
-        if self.paths:
-            parts.append("(" + " OR ".join("d.path GLOB ?" for _ in self.paths) + ")")
-            params.extend(self.paths)
-        if self.kinds:
-            parts.append(f"d.kind IN ({','.join('?' * len(self.kinds))})")
-            params.extend(self.kinds)
-        if self.since is not None:
-            parts.append("d.mtime >= ?")
-            params.append(self.since)
-        if self.until is not None:
-            parts.append("d.mtime < ?")
-            params.append(self.until)
-        for cond in self.where:
-            sql, values = _condition_sql(cond)
-            parts.append(sql)
-            params.extend(values)
-        return (" AND ".join(parts) or "1"), params
-
 
 def as_filters(value: "Filters | Mapping[str, Any] | None") -> Filters | None:
     """Accept a :class:`Filters`, a mapping of :meth:`Filters.build` arguments, or ``None``."""
@@ -158,12 +135,13 @@ def _globs(pattern: str) -> list[str]:
         return [pattern.rstrip("/") + "/*"]
     if not any(c in pattern for c in "*?["):
         # A plain path: the file itself, or everything under the folder.
-        plain = _escape_glob(pattern)
+        plain = escape_glob(pattern)
         return [plain, plain + "/*"]
     return [pattern]
 
 
-def _escape_glob(text: str) -> str:
+def escape_glob(text: str) -> str:
+    """``text`` as a GLOB pattern that matches exactly it (``*``, ``?`` and ``[`` made literal)."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
@@ -256,19 +234,3 @@ def _value(raw: str) -> Any:
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"
     return raw
-
-
-def _condition_sql(cond: Condition) -> tuple[str, list[Any]]:
-    """``EXISTS`` over ``json_each`` so a list matches when any element does (a scalar is a
-    one-element walk; a missing key walks nothing)."""
-    path = "$." + ".".join(f'"{s}"' for s in cond.key.split("."))
-    value = cond.value
-    if isinstance(value, bool):
-        test, params = "e.type = ?", ["true" if value else "false"]
-    elif isinstance(value, (int, float)):
-        test, params = f"e.type IN ('integer', 'real') AND e.value {'=' if cond.op == '!=' else cond.op} ?", [value]
-    else:
-        test = f"e.type = 'text' AND e.value {'=' if cond.op == '!=' else cond.op} ? COLLATE NOCASE"
-        params = [value]
-    exists = f"EXISTS (SELECT 1 FROM json_each(d.metadata, ?) e WHERE {test})"
-    return (f"NOT {exists}" if cond.op == "!=" else exists), [path, *params]

@@ -1,13 +1,37 @@
-"""The small records that flow between ingest, storage and search."""
+"""Write-side records: what ingest hands to a backend to store (read-side results are in
+:mod:`searchkit.hits`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .ingest.documents import Document
+# A document's kind: the file type it was read as, or ``record`` for caller-supplied text.
+KINDS = ("txt", "md", "rst", "html", "record")
+# Other names of the same kinds (file extensions, the word a user may type in a filter).
+KIND_ALIASES = {"htm": "html", "markdown": "md", "text": "txt"}
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document ready to embed.
+
+    ``key`` identifies the document in the index: the absolute path for files, the caller's
+    id for records. ``text`` is what gets embedded and searched.
+    """
+
+    key: str
+    text: str
+    title: str
+    kind: str
+    content_hash: str
+    path: str | None = None
+    size: int = 0
+    mtime: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -32,43 +56,6 @@ class EmbeddedDocument:
     chunks: tuple[Chunk, ...] = ()
 
 
-@dataclass(frozen=True)
-class Passage:
-    """The best-matching passage of a hit: its text and character offsets in the document."""
-
-    text: str
-    char_start: int
-    char_end: int
-    score: float
-    chunk_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
-
-    rank: int
-    score: float
-    key: str
-    title: str
-    path: str | None
-    snippet: str
-    doc_id: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    passage: Passage | None = None
-    scores: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data with stable field names (the CLI's ``--json``)."""
-        data = {
-            "rank": self.rank, "score": round(float(self.score), 6), "key": self.key,
-            "path": self.path, "title": self.title, "snippet": self.snippet,
-            "doc_id": self.doc_id, "metadata": self.metadata,
-            "scores": {k: round(float(v), 6) for k, v in self.scores.items()},
-            "passage": None,
-        }
-        if self.passage is not None:
-            data["passage"] = {"text": self.passage.text, "char_start": self.passage.char_start,
-                               "char_end": self.passage.char_end,
-                               "score": round(float(self.passage.score), 6)}
-        return data
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """Metadata as stored: JSON, with values JSON lacks (dates, ...) as their text."""
+    return json.dumps(metadata, ensure_ascii=False, default=str)

@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from searchkit.config import Config, ModelConfig  # noqa: E402
+from searchkit.embedding.fake import FAKE_MODEL  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -42,6 +43,18 @@ TOPICS = {
 @pytest.fixture(scope="session")
 def minilm_config() -> Config:
     return Config(model=ModelConfig(name=MINILM))
+
+
+@pytest.fixture(scope="session")
+def fake_config() -> Config:
+    """The deterministic fake embedder (searchkit.embedding.fake): for tests of storage,
+    filters, lifecycle and the CLI, where what a model understands is not the point."""
+    return Config(model=ModelConfig(name=FAKE_MODEL))
+
+
+@pytest.fixture
+def fake_index_config(fake_config: Config, tmp_path: Path) -> Config:
+    return dataclasses.replace(fake_config, index=str(tmp_path / "ix"))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from searchkit import SearchIndex
 from searchkit.config import Config, ModelConfig
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "all-MiniLM-L6-v2"
+MODEL = "searchkit-fake"  # the deterministic fake embedder: these tests are about storage
 WORDS = ("river mountain harbour engine garden violin glacier market lantern compass meadow "
          "canyon orchard tunnel beacon quarry summit prairie lagoon citadel festival archive "
          "telescope furnace vineyard monastery railway satellite volcano parliament cathedral "
@@ -85,20 +85,20 @@ def check_index(index: Path, versions: dict[str, set[str]]) -> dict:
     - every stored document is a version of its file that was really written.
     """
     with SearchIndex.open(index, config=index_config(index)) as ix:
-        assert ix.store.integrity_ok()
-        db = ix.store.db
+        assert ix.backend.store.integrity_ok()
+        db = ix.backend.store.db
         assert db.execute("SELECT count(*) FROM chunks WHERE doc_id NOT IN "
                           "(SELECT id FROM documents)").fetchone()[0] == 0
         files_before = sorted(p.name for p in index.glob("*.faiss"))
-        figures = {"generation": ix.store.generation, "faiss_files": files_before,
+        figures = {"generation": ix.backend.store.generation, "faiss_files": files_before,
                    "tmp_files": len(list(index.glob("*.tmp")))}
         if ix.model_info is None:
             return {**figures, "documents": 0, "chunks": 0}
         dim = ix.model_info.dimension
-        with ix.store.snapshot():
+        with ix.backend.store.snapshot():
             for table in ("documents", "chunks"):
-                ids, vectors = ix.store.vectors(table, dim)
-                ann = ix.ann(table)
+                ids, vectors = ix.backend.store.vectors(table, dim)
+                ann = ix.backend.ann(table)
                 assert ann.ntotal == len(ids), (table, ann.ntotal, len(ids))
                 if len(ids):
                     _, found = ann.search(vectors, 1)

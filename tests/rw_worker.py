@@ -30,7 +30,7 @@ WORDS = ("river mountain harbour engine garden violin glacier market lantern com
 
 
 def config(index: str) -> Config:
-    return Config(index=index, model=ModelConfig(name="all-MiniLM-L6-v2"),
+    return Config(index=index, model=ModelConfig(name="searchkit-fake"),
                   ingest=IngestConfig(commit_every=4, checkpoint_seconds=0.5))
 
 
@@ -69,10 +69,10 @@ def writer(index: str, corpus: str, seconds: float, ready: str, go: str) -> dict
 
 def check(ix: SearchIndex, query: str, qvec) -> int:
     """One search with its answer verified in the same snapshot; returns the hits checked."""
-    with ix.store.snapshot():
+    with ix.backend.store.snapshot():
         hits = ix.search(query, k=5)
-        rows = ix.store.documents([h.doc_id for h in hits])
-        vectors = ix.store.document_vectors([h.doc_id for h in hits], qvec.shape[0])
+        rows = ix.backend.store.documents([h.doc_id for h in hits])
+        vectors = ix.backend.store.document_vectors([h.doc_id for h in hits], qvec.shape[0])
         for hit in hits:
             row = rows[hit.doc_id]
             assert row.key == hit.key == hit.path, (row.key, hit.key)

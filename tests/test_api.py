@@ -41,16 +41,16 @@ def test_index_then_query_ranks_the_right_document_first(config, corpus):
 def test_html_script_text_is_not_indexed(config, corpus):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_paths([corpus])
-        text = ix.store.db.execute("SELECT text FROM documents WHERE kind = 'html'").fetchone()[0]
+        text = ix.backend.store.db.execute("SELECT text FROM documents WHERE kind = 'html'").fetchone()[0]
     assert "secretscriptword" not in text and "Sicilian" in text
 
 
 def test_reindex_of_unchanged_folder_embeds_nothing(config, corpus):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_paths([corpus])
-        generation = ix.store.generation
+        generation = ix.backend.store.generation
         again = ix.add_paths([corpus])
-        assert ix.store.generation == generation  # nothing written, so the FAISS files stay current
+        assert ix.backend.store.generation == generation  # nothing written, so the FAISS files stay current
     assert (again.added, again.updated, again.unchanged, again.tokens) == (0, 0, 4, 0)
 
 
@@ -84,7 +84,7 @@ def test_each_file_is_opened_once_per_run_and_its_hash_stored(config, corpus, mo
         report = ix.add_paths([corpus])
         assert (report.updated, report.unchanged) == (1, 3)
         assert sorted(opened) == files, "a changed or unchanged file was read twice"
-        stored = dict(ix.store.db.execute("SELECT path, content_hash FROM documents").fetchall())
+        stored = dict(ix.backend.store.db.execute("SELECT path, content_hash FROM documents").fetchall())
     assert stored == {str(corpus / name): hashlib.sha256((corpus / name).read_bytes()).hexdigest()
                       for name in files}
 
@@ -167,7 +167,7 @@ def test_hnsw_removal_leaves_tombstones_that_queries_skip(minilm_config, tmp_pat
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records([("a", "volcano lava"), ("b", "volcanic eruption ash"), ("c", "bread")])
         ix.remove(["a"])
-        assert ix.ann("documents").ntotal == 3       # tombstone kept in the graph
+        assert ix.backend.ann("documents").ntotal == 3       # tombstone kept in the graph
         assert [h.key for h in ix.search("volcano", k=2)] == ["b", "c"]
 
 
@@ -232,9 +232,9 @@ def test_stale_faiss_file_is_rebuilt_from_sqlite(config, corpus, caplog, monkeyp
 def test_document_vectors_are_normalised(config, corpus):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_paths([corpus])
-        ids, vectors = ix.store.vectors("documents", 384)
+        ids, vectors = ix.backend.store.vectors("documents", 384)
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-        _, chunk_vectors = ix.store.vectors("chunks", 384)
+        _, chunk_vectors = ix.backend.store.vectors("chunks", 384)
         assert len(chunk_vectors) >= 4
 
 

@@ -11,6 +11,9 @@ from click.testing import CliRunner
 
 from searchkit.cli import main
 
+# The deterministic fake embedder: most tests here are about the commands, not retrieval
+# quality; the round trip and the model checks use the real offline model.
+FAKE = ["--set", "model.name=searchkit-fake"]
 MINILM = ["--set", "model.name=all-MiniLM-L6-v2"]
 
 
@@ -51,15 +54,15 @@ def test_index_query_info_round_trip(run, corpus, tmp_path):
 
 
 def test_rerun_reports_unchanged(run, corpus, tmp_path):
-    run("index", corpus, "--index", tmp_path / "ix", *MINILM)
-    result = run("index", corpus, "--index", tmp_path / "ix", *MINILM)
+    run("index", corpus, "--index", tmp_path / "ix", *FAKE)
+    result = run("index", corpus, "--index", tmp_path / "ix", *FAKE)
     assert "added 0, updated 0, unchanged 4, removed 0" in result.output
 
 
 def test_skipped_files_get_one_line_each(run, corpus, tmp_path):
     (corpus / "blob.txt").write_bytes(b"\x00\x00")
     (corpus / ".secret.txt").write_text("x")
-    result = run("index", corpus, "--index", tmp_path / "ix", *MINILM)
+    result = run("index", corpus, "--index", tmp_path / "ix", *FAKE)
     assert result.exit_code == 0
     assert f"skipped {corpus / 'blob.txt'}: binary file" in result.output
     assert f"skipped {corpus / '.secret.txt'}: hidden file" in result.output
@@ -84,14 +87,14 @@ def test_environment_variable_selects_the_index(run, corpus, tmp_path, monkeypat
     (["index", ".", "--set", "search.k=[1"], "search.k (flag): expected int"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(run, args, message):
-    result = run(*args, *MINILM)
+    result = run(*args, *FAKE)
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
 
 
 def test_index_folder_is_taken_verbatim(run, corpus, tmp_path):
-    assert run("index", corpus, "--index", "idx #2", *MINILM).exit_code == 0
+    assert run("index", corpus, "--index", "idx #2", *FAKE).exit_code == 0
     assert (tmp_path / "idx #2" / "searchkit.db").exists() and not (tmp_path / "idx").exists()
 
 
@@ -115,7 +118,7 @@ def test_reindex_without_model_flag_keeps_the_recorded_model(run, corpus, tmp_pa
 
 def test_reindex_with_another_explicit_model_is_refused(run, corpus, tmp_path, monkeypatch):
     ix = tmp_path / "ix"
-    assert run("index", corpus, "--index", ix, *MINILM).exit_code == 0
+    assert run("index", corpus, "--index", ix, *FAKE).exit_code == 0
     monkeypatch.setenv("SEARCHKIT_MODEL_NAME", str(tmp_path / "other-model"))
     result = run("index", corpus, "--index", ix)
     assert result.exit_code == 1 and "was built with model" in result.output
@@ -140,7 +143,7 @@ def test_model_mismatch_on_query_names_both(run, corpus, tmp_path):
 
 def test_remove_and_rebuild(run, corpus, tmp_path):
     ix = tmp_path / "ix"
-    run("index", corpus, "--index", ix, *MINILM)
+    run("index", corpus, "--index", ix, *FAKE)
     assert "removed 1" in run("remove", str(corpus / "chess.html"), "--index", ix).output
     result = run("rebuild", "--index", ix, "--index-type", "hnsw")
     assert result.exit_code == 0 and "kind=hnsw" in result.output
@@ -157,7 +160,7 @@ def test_every_command_has_help(run):
 
 def test_query_modes_and_filters(run, corpus, tmp_path):
     ix = tmp_path / "ix"
-    assert run("index", corpus, "--index", ix, *MINILM).exit_code == 0
+    assert run("index", corpus, "--index", ix, *FAKE).exit_code == 0
     for mode in ("dense", "keyword", "hybrid"):
         data = json.loads(run("query", "Vesuvius Pompeii", "--index", ix, "--mode", mode,
                               "--json", "-k", "2").output)

@@ -70,7 +70,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             # Change indexed files under the next kills: replaced and removed documents too.
             text_rng = random.Random(trial)
             with ph.SearchIndex.open(index, config=ph.index_config(index)) as ix:
-                indexed = sorted(k for k, in ix.store.db.execute("SELECT key FROM documents"))
+                indexed = sorted(k for k, in ix.backend.store.db.execute("SELECT key FROM documents"))
             for key in indexed[:20]:
                 ph.write_version(Path(key), ph.doc_text(int(Path(key).stem[3:]), trial, text_rng),
                                  versions)
@@ -90,7 +90,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     current = {str(p.absolute()) for p in corpus.rglob("*.txt")}
     assert deleted and final["documents"] == len(current) == FILES - len(deleted)
     with ph.SearchIndex.open(index, config=ph.index_config(index)) as ix:
-        rows = dict(ix.store.db.execute("SELECT key, content_hash FROM documents").fetchall())
+        rows = dict(ix.backend.store.db.execute("SELECT key, content_hash FROM documents").fetchall())
     assert set(rows) == current
     import hashlib
     assert all(rows[k] == hashlib.sha256(open(k, "rb").read()).hexdigest() for k in current)

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from searchkit.cli import main
-from searchkit.evaluation.runner import MODES, folder_name, index_settings
+from searchkit.evaluation.runner import EVAL_MODES, folder_name, index_settings
 from searchkit.config import Config
 
 DOCS = {
@@ -45,7 +45,7 @@ def test_eval_prints_every_mode_and_reuses_its_indexes(beir, tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     table = lines[lines.index(next(line for line in lines if line.startswith("mode"))):]
-    assert [line.split()[0] for line in table[1:]] == list(MODES)
+    assert [line.split()[0] for line in table[1:]] == list(EVAL_MODES)
     for line in table[1:]:
         assert float(line.split()[1]) == pytest.approx(1.0)      # nDCG@10: trivially separable
     # One folder per index variant, named by its settings, kept and reused.
@@ -71,7 +71,7 @@ def test_eval_errors_are_one_line(beir, tmp_path):
 
 
 def test_index_variants_are_named_by_their_settings():
-    names = {m: folder_name(index_settings(Config(), MODES[m])) for m in MODES}
+    names = {m: folder_name(index_settings(Config(), EVAL_MODES[m])) for m in EVAL_MODES}
     assert names["doc-long"] == names["late-long"] == names["rerank"]
     assert len(set(names.values())) == 4
 

@@ -12,7 +12,7 @@ from searchkit.config import AnnConfig
 from searchkit.errors import FilterError
 from searchkit.filters import Condition
 
-MODES = ("dense", "keyword", "hybrid")
+from searchkit.config import MODES
 
 # 80 records about rivers; metadata "n" numbers them, "era" and "tags" group them.
 RIVERS = [{"id": f"r{i:02d}", "text": f"River report {i}: the river flooded the valley and the "
@@ -70,9 +70,15 @@ def test_malformed_filters_name_the_filter(kwargs, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.fixture
+def config(fake_index_config):
+    """Filters are the point here, not what a model understands: the fake embedder."""
+    return fake_index_config
+
+
 @pytest.fixture(scope="module")
-def rivers(minilm_config, tmp_path_factory):
-    config = dataclasses.replace(minilm_config, index=str(tmp_path_factory.mktemp("rivers") / "ix"))
+def rivers(fake_config, tmp_path_factory):
+    config = dataclasses.replace(fake_config, index=str(tmp_path_factory.mktemp("rivers") / "ix"))
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records(RIVERS)
     return config

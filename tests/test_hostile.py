@@ -21,6 +21,12 @@ from searchkit.ingest import pipeline as indexing
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 
+
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
+
 CAP_BYTES = 600_000
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
 WEIRD_NAMES = ["with space.txt", "new\nline.txt", "tab\there.md", "café.txt", "日本語.md",
@@ -121,7 +127,7 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
     config = dataclasses.replace(config, ingest=IngestConfig(max_file_mb=CAP_BYTES / 1e6, commit_every=32))
     with SearchIndex.open(config=config, create=True) as ix:
         first = ix.add_paths([corpus / "good", corpus / "weird"])
-        indexed_before = {k for k, in ix.store.db.execute("SELECT key FROM documents")}
+        indexed_before = {k for k, in ix.backend.store.db.execute("SELECT key FROM documents")}
         assert len(indexed_before) == 40 + len(WEIRD_NAMES)
 
         # Mid-run trouble: some indexed files change but then cannot be read (permission lost),
@@ -167,7 +173,7 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
         for path in vanishing:
             assert reasons[str(path)] == "vanished before it could be read"
 
-        keys = {k for k, in ix.store.db.execute("SELECT key FROM documents")}
+        keys = {k for k, in ix.backend.store.db.execute("SELECT key FROM documents")}
         assert indexed_before <= keys, "an indexed document was lost"
         must_index = {str(p.absolute()) for p in expected["good"]} - {str(p) for p in vanishing | denied}
         assert must_index <= keys, sorted(must_index - keys)[:5]

@@ -15,7 +15,8 @@ from searchkit.ingest.documents import record_document
 from searchkit.errors import IndexLockedError, InputError
 from searchkit.backends.local.locking import WriteLock
 from searchkit.records import Chunk, EmbeddedDocument
-from searchkit.retrieval.ranking import fts_query, fuse, weighted_fusion
+from searchkit.backends.local.sql import fts_query
+from searchkit.retrieval.ranking import fuse, weighted_fusion
 from searchkit.backends.local.store import DB_NAME, Store, migrations
 
 # Six notes full of look-alike codes; only n2 holds ZX-4417-Q, buried in unrelated talk, so
@@ -36,21 +37,21 @@ NOTES = [
 
 
 def fts_counts(ix):
-    db = ix.store.db
+    db = ix.backend.store.db
     return (db.execute("SELECT count(*) FROM documents_fts").fetchone()[0],
-            ix.store.count("documents"),
+            ix.backend.store.count("documents"),
             db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0],
-            ix.store.count("chunks"))
+            ix.backend.store.count("chunks"))
 
 
 def assert_fts_in_step(ix):
     docs_fts, docs, chunks_fts, chunks = fts_counts(ix)
     assert (docs_fts, chunks_fts) == (docs, chunks)
     # FTS5's own check compares the index with the content it was built from.
-    ix.store.db.execute("INSERT INTO documents_fts (documents_fts) VALUES ('integrity-check')")
-    ix.store.db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('integrity-check')")
+    ix.backend.store.db.execute("INSERT INTO documents_fts (documents_fts) VALUES ('integrity-check')")
+    ix.backend.store.db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('integrity-check')")
     # Every chunk's stored text is its document's text at the chunk's character span.
-    for chunk_id, fts_text, text, start, end in ix.store.db.execute(
+    for chunk_id, fts_text, text, start, end in ix.backend.store.db.execute(
             "SELECT c.id, f.text, d.text, c.char_start, c.char_end FROM chunks c "
             "JOIN chunks_fts f ON f.rowid = c.id JOIN documents d ON d.id = c.doc_id"):
         assert fts_text == text[start:end], chunk_id
@@ -159,7 +160,7 @@ def test_hostile_queries_never_break_fts(small_chunks):
             ix.search(text, mode="keyword", chunks=True, k=3)
         for text in HOSTILE[:12:3]:  # hybrid runs the same keyword query; a few suffice
             assert len(ix.search(text, mode="hybrid", k=3)) == 3, text
-        assert ix.store.count("documents") == 6
+        assert ix.backend.store.count("documents") == 6
         # Operators are words, quotes are characters, wildcards are literal.
         assert ix.search("NOT", mode="keyword") == []
         assert sorted(keys(ix.search("build*", mode="keyword"))) == ["n1", "n3", "n4", "n5"]

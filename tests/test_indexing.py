@@ -10,13 +10,21 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from searchkit import SearchIndex
 from searchkit.config import load_config
 from searchkit.ingest.documents import read_document
 
 
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
+
+
 def stored_paths(ix: SearchIndex) -> set[str]:
-    return {p for p, in ix.store.db.execute("SELECT path FROM documents WHERE path IS NOT NULL")}
+    return {p for p, in ix.backend.store.db.execute("SELECT path FROM documents WHERE path IS NOT NULL")}
 
 
 def with_extensions(config, *extensions):
@@ -151,18 +159,18 @@ def test_a_file_whose_content_became_unusable_loses_its_entry(config, corpus, mo
 def test_a_touched_file_is_found_by_its_new_time_without_a_rewrite(config, corpus):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_paths([corpus])
-        generation, faiss = ix.store.generation, sorted(p.name for p in ix.folder.glob("*.faiss"))
+        generation, faiss = ix.backend.store.generation, sorted(p.name for p in ix.folder.glob("*.faiss"))
         spring_2020 = datetime(2020, 3, 1).timestamp()
         os.utime(corpus / "volcano.txt", (spring_2020, spring_2020))   # touch -d 2020-03-01
         report = ix.add_paths([corpus])
         assert (report.added, report.updated, report.unchanged, report.tokens) == (0, 0, 4, 0)
         hits = ix.search("lava", filters={"until": "2021-01-01"})
         assert [os.path.basename(h.path) for h in hits] == ["volcano.txt"]
-        row = ix.store.db.execute("SELECT mtime, size FROM documents WHERE path = ?",
+        row = ix.backend.store.db.execute("SELECT mtime, size FROM documents WHERE path = ?",
                                   [str(corpus / "volcano.txt")]).fetchone()
         assert row == (spring_2020, (corpus / "volcano.txt").stat().st_size)
         # Nothing a FAISS file holds changed: same generation, same files, nothing rewritten.
-        assert ix.store.generation == generation
+        assert ix.backend.store.generation == generation
         assert sorted(p.name for p in ix.folder.glob("*.faiss")) == faiss
 
 
@@ -171,12 +179,12 @@ def test_a_record_readded_with_new_metadata_or_title_is_updated_without_embeddin
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records([{"id": "n1", "text": text, "metadata": {"author": "ann", "year": 2020},
                          "title": "Draft"}])
-        generation = ix.store.generation
+        generation = ix.backend.store.generation
         report = ix.add_records([{"id": "n1", "text": text, "title": "Opening hours",
                                   "metadata": {"author": "bob", "year": 2021}}])
         assert (report.added, report.updated, report.unchanged, report.tokens) == (0, 1, 0, 0)
         assert report.embedded == 0
-        assert ix.store.generation == generation         # no vector changed: no FAISS rewrite
+        assert ix.backend.store.generation == generation         # no vector changed: no FAISS rewrite
         [hit] = ix.search("library hours", filters={"where": ["author=bob"]})
         assert (hit.key, hit.title, hit.metadata) == ("n1", "Opening hours",
                                                       {"author": "bob", "year": 2021})

@@ -26,7 +26,7 @@ def test_tiny_jina_checkpoint_indexes_and_answers(tmp_path):
         info = ix.model_info
         assert info.name == str(folder.resolve())
         assert info.dimension == 64 and info.window_tokens == 8192
-        n_tokens = ix.store.db.execute("SELECT n_tokens FROM documents WHERE key='long'").fetchone()[0]
+        n_tokens = ix.backend.store.db.execute("SELECT n_tokens FROM documents WHERE key='long'").fetchone()[0]
         assert n_tokens > 4000                      # one window holds the whole long document
         assert ix.stats()["chunks"] >= n_tokens // 64
         hits = ix.search("history of the search index", k=2, rerank="late")

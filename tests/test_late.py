@@ -57,9 +57,9 @@ def test_max_windows_embeds_only_the_start_of_a_document(chunked, embedder):
     with SearchIndex.open(config=cfg, create=True) as ix:
         ix.add_records([("long", LONG)])
         info = ix.model_info
-        row = ix.store.documents([1])[1]
-        _, chunk_vectors = ix.store.chunks_of([1], info.dimension)
-        vector = ix.store.document_vectors([1], info.dimension)[1]
+        row = ix.backend.store.documents([1])[1]
+        _, chunk_vectors = ix.backend.store.chunks_of([1], info.dimension)
+        vector = ix.backend.store.document_vectors([1], info.dimension)[1]
         assert ix.stats()["model"]["max_windows"] == 1
     capacity = info.window_tokens - 2
     assert row.n_tokens == capacity < embedder.count_tokens(LONG)

@@ -1,8 +1,10 @@
 """The import graph of searchkit: dependencies point one way and never form a cycle.
 
-cli → api → (querying, indexing, ingest, documents, chunking, pooling, embedding, ann, caches,
-store, …) → config, errors. Model code (``searchkit.embedding``) never imports storage and storage never
-imports model code. Read from the source with ``ast``, imports inside functions included.
+cli → api (and evaluation, which drives it) → (ingest, retrieval) → (embedding, backends) →
+records, hits, filters, config, errors. Storage libraries (sqlite3, sqlite-utils, FAISS) are
+imported only under ``searchkit/backends/``; model code (``searchkit.embedding``) never imports
+a backend and a backend never imports model code. Read from the source with ``ast``, imports
+inside functions included.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "searchkit"
 
-STORAGE = {"searchkit.backends.local.store", "searchkit.backends.local.caches", "searchkit.backends.local.ann"}
-# What the model side may never reach: storage, and everything that sits above it.
-ABOVE_MODEL = STORAGE | {"searchkit.api", "searchkit.cli", "searchkit.retrieval.searcher",
-                         "searchkit.ingest.pipeline", "searchkit.ingest.embedding_pass", "searchkit.evaluation.runner"}
+STORAGE_LIBRARIES = {"sqlite3", "sqlite_utils", "faiss"}
+MODEL_LIBRARIES = {"torch", "transformers", "sentence_transformers", "tokenizers"}
+# What sits above the model and the backends, which neither may reach.
+ABOVE = ("searchkit.api", "searchkit.cli", "searchkit.ingest", "searchkit.retrieval",
+         "searchkit.evaluation")
+# What the CLI may import from searchkit: the API and what it takes and gives.
+CLI_IMPORTS = {"searchkit.api", "searchkit.config", "searchkit.errors", "searchkit.filters",
+               "searchkit.evaluation.runner"}
 # The only modules that may import the API: the CLI, evaluation (which drives the API) and
 # the package itself, which re-exports it.
 API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation.runner"}
@@ -36,6 +42,17 @@ def _resolve(name: str) -> str | None:
     if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
         return name
     return name.rsplit(".", 1)[0]   # a name imported from a module, not a module
+
+
+def _libraries(path: Path) -> set[str]:
+    """Top-level names of the libraries outside searchkit that ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found - {"searchkit"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -61,29 +78,59 @@ def _imports(path: Path) -> set[str]:
 
 
 GRAPH = {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+LIBRARIES = {_module_name(p): _libraries(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _under(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def test_the_graph_covers_the_package():
-    assert {"searchkit.api", "searchkit.retrieval.searcher", "searchkit.ingest.pipeline", "searchkit.backends.local.store",
-            "searchkit.backends.local.caches", "searchkit.embedding.embedder", "searchkit.cli"} <= set(GRAPH)
+    assert {"searchkit.api", "searchkit.retrieval.searcher", "searchkit.ingest.pipeline",
+            "searchkit.backends.base", "searchkit.backends.factory",
+            "searchkit.backends.local.store", "searchkit.backends.local.caches",
+            "searchkit.embedding.embedder", "searchkit.embedding.fake", "searchkit.cli"} <= set(GRAPH)
     assert "searchkit.backends.local.store" in GRAPH["searchkit.backends.local.caches"]
     assert "searchkit.retrieval.ranking" in GRAPH["searchkit.retrieval.searcher"]   # ``from . import ranking``
+    assert {"sqlite3", "faiss"} <= LIBRARIES["searchkit.backends.local.backend"] | \
+        LIBRARIES["searchkit.backends.local.ann"]
 
 
-@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("searchkit.embedding")))
-def test_model_code_never_imports_storage_or_what_sits_above_it(module):
-    assert not GRAPH[module] & ABOVE_MODEL, sorted(GRAPH[module] & ABOVE_MODEL)
+@pytest.mark.parametrize("module", sorted(m for m in LIBRARIES if not _under(m, "searchkit.backends")))
+def test_storage_libraries_only_under_backends(module):
+    assert not LIBRARIES[module] & STORAGE_LIBRARIES, sorted(LIBRARIES[module] & STORAGE_LIBRARIES)
 
 
-@pytest.mark.parametrize("module", sorted(STORAGE | {"searchkit.retrieval.searcher"}))
-def test_storage_and_querying_never_import_model_code(module):
-    model = {m for m in GRAPH[module] if m.startswith("searchkit.embedding")}
-    assert not model, sorted(model)
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if _under(m, "searchkit.embedding")))
+def test_model_code_never_imports_backends_or_what_sits_above_it(module):
+    bad = {m for m in GRAPH[module] if _under(m, "searchkit.backends", *ABOVE)}
+    assert not bad, sorted(bad)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if _under(m, "searchkit.backends")))
+def test_backends_never_import_model_code_or_what_sits_above_them(module):
+    bad = {m for m in GRAPH[module] if _under(m, "searchkit.embedding", *ABOVE)}
+    assert not bad, sorted(bad)
+    assert not LIBRARIES[module] & MODEL_LIBRARIES, sorted(LIBRARIES[module] & MODEL_LIBRARIES)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if _under(m, "searchkit.retrieval")))
+def test_retrieval_never_imports_model_code_or_a_backend_implementation(module):
+    bad = {m for m in GRAPH[module] if _under(m, "searchkit.embedding", "searchkit.backends.local",
+                                              "searchkit.backends.factory")}
+    assert not bad, sorted(bad)
 
 
 def test_the_write_and_query_paths_never_import_each_other():
-    assert "searchkit.retrieval.searcher" not in GRAPH["searchkit.ingest.pipeline"]
-    assert "searchkit.ingest.pipeline" not in GRAPH["searchkit.retrieval.searcher"]
+    assert not any(_under(m, "searchkit.retrieval") for d in GRAPH if _under(d, "searchkit.ingest")
+                   for m in GRAPH[d])
+    assert not any(_under(m, "searchkit.ingest") for d in GRAPH if _under(d, "searchkit.retrieval")
+                   for m in GRAPH[d])
+
+
+def test_the_cli_imports_only_the_api_and_what_it_takes_and_gives():
+    ours = GRAPH["searchkit.cli"]
+    assert ours <= CLI_IMPORTS, sorted(ours - CLI_IMPORTS)
 
 
 def test_only_the_cli_evaluation_and_package_import_the_api():

@@ -19,6 +19,12 @@ from searchkit.config import IngestConfig
 from searchkit.errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
 from searchkit.backends.local.store import DB_NAME, SCHEMA_VERSION
 
+
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
+
 WORDS = ("volcano lava magma ash", "bread flour yeast oven", "chess king pawn castle",
          "orbit rocket satellite burn", "jazz saxophone swing band", "rain forest frog canopy")
 
@@ -45,15 +51,15 @@ def faiss_files(folder):
 
 
 def live_and_total(ix, table):
-    with ix.store.snapshot():
-        return ix.store.count(table), ix.ann(table).ntotal
+    with ix.backend.store.snapshot():
+        return ix.backend.store.count(table), ix.backend.ann(table).ntotal
 
 
 def assert_every_vector_finds_itself(ix):
-    with ix.store.snapshot():
+    with ix.backend.store.snapshot():
         for table in ("documents", "chunks"):
-            ids, vectors = ix.store.vectors(table, ix.model_info.dimension)
-            _, found = ix.ann(table).search(vectors, 1, nprobe=64, ef_search=64)
+            ids, vectors = ix.backend.store.vectors(table, ix.model_info.dimension)
+            _, found = ix.backend.ann(table).search(vectors, 1, nprobe=64, ef_search=64)
             assert (found[:, 0] == ids).mean() == 1.0, table
 
 
@@ -75,10 +81,10 @@ def test_replace_and_remove_cycles_do_not_bloat(config, kind):
                     assert total - live <= 0.2 * total, (cycle, table)
                 else:
                     assert total == live, (cycle, table)
-            assert ix.ann("documents").params.kind == kind
+            assert ix.backend.ann("documents").params.kind == kind
             sizes.append(sum(p.stat().st_size for p in ix.folder.glob("*.faiss")))
             assert len(faiss_files(ix.folder)) == 2               # one generation on disk
-        assert ix.store.count("documents") == 48
+        assert ix.backend.store.count("documents") == 48
         assert max(sizes) <= sizes[0] * (1.35 if kind == "hnsw" else 1.0)
         assert_every_vector_finds_itself(ix)
 
@@ -229,7 +235,7 @@ def test_writer_killed_between_commit_and_rename(built, monkeypatch, logs):
     assert faiss_files(Path(folder)) == before          # only the older generation on disk
     with SearchIndex.open(config=built) as ix:
         assert ix.search("submarines and sonar", k=1)[0].key == "new"
-        assert ix.store.documents([h.doc_id for h in ix.search("Record 1, version 9", k=1)])
+        assert ix.backend.store.documents([h.doc_id for h in ix.search("Record 1, version 9", k=1)])
         assert live_and_total(ix, "documents") == (13, 13)
         assert "is older than the database" in logs.text
         ix.add_records([("later", "Another note.")])    # the next write tidies up
@@ -240,11 +246,11 @@ def test_writer_killed_between_commit_and_rename(built, monkeypatch, logs):
 def test_reader_snapshot_keeps_a_consistent_view_across_a_swap(built):
     with SearchIndex.open(config=built) as reader, SearchIndex.open(config=built) as writer:
         assert reader.search("volcano lava magma", k=1)[0].key in {"r0", "r6"}
-        with reader.store.snapshot():
+        with reader.backend.store.snapshot():
             old = {h.key: h.doc_id for h in reader.search("volcano lava magma", k=12)}
             writer.add_records([(k, f"Now about taxes and accounting {k}.") for k in ("r0", "r6")])
             writer.remove(["r11"])
-            assert not list(writer.folder.glob(f"*.g{reader.vectors.loaded_generation('documents')}.faiss"))
+            assert not list(writer.folder.glob(f"*.g{reader.backend.caches.loaded_generation('documents')}.faiss"))
             again = {h.key: h.doc_id for h in reader.search("volcano lava magma", k=12)}
             assert again == old                          # same rows, same ids, inside the snapshot
         fresh = reader.search("volcano lava magma", k=12)
@@ -290,7 +296,7 @@ def test_a_commit_landing_mid_search_does_not_mix_generations(built, monkeypatch
     fetch: the reader still answers from one generation (its snapshot), in full."""
     with SearchIndex.open(config=built) as reader, SearchIndex.open(config=built) as writer:
         reader.search("warm up", k=3)
-        real, fired = reader.store.documents, []
+        real, fired = reader.backend.store.documents, []
 
         def documents(ids):
             if not fired:
@@ -298,7 +304,7 @@ def test_a_commit_landing_mid_search_does_not_mix_generations(built, monkeypatch
                 writer.add_records([(f"r{i}", f"Replaced note {i} about sailing boats.") for i in range(12)])
             return real(ids)
 
-        monkeypatch.setattr(reader.store, "documents", documents)
+        monkeypatch.setattr(reader.backend.store, "documents", documents)
         hits = reader.search("volcano lava magma", k=5)
         assert fired and len(hits) == 5
         assert all("Record" in h.snippet for h in hits)          # the old generation, whole
@@ -319,14 +325,14 @@ def test_rerun_with_nothing_new_tidies_after_a_killed_writer(built):
     temporary file; the next run has nothing to embed but must still leave the folder tidy."""
     folder = Path(built.index)
     with SearchIndex.open(config=built) as ix:
-        generation = ix.store.generation
+        generation = ix.backend.store.generation
     for path in folder.glob("*.faiss"):   # as if saved one generation ago
         path.rename(path.with_name(path.name.replace(f".g{generation}.", f".g{generation - 1}.")))
     (folder / f"chunks.g{generation}.faiss.dead.tmp").write_bytes(b"partial")
     with SearchIndex.open(config=built) as ix:
         report = ix.add_records(records(12))
         assert report.unchanged == 12 and report.embedded == 0
-        current = ix.store.generation
-        assert ix.vectors.files_current()
+        current = ix.backend.store.generation
+        assert ix.backend.caches.files_current()
     assert faiss_files(folder) == [f"chunks.g{current}.faiss", f"documents.g{current}.faiss"]
     assert not list(folder.glob("*.tmp"))

@@ -15,6 +15,12 @@ from searchkit import SearchIndex
 from searchkit.embedding import models
 from searchkit.errors import UnsupportedModelError
 
+
+@pytest.fixture
+def config(fake_index_config):
+    """This file tests storage, not retrieval quality: the deterministic fake embedder."""
+    return fake_index_config
+
 PACKAGE = Path(__file__).resolve().parent.parent / "searchkit"
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "marshal", "shelve", "cloudpickle"}
 
@@ -50,8 +56,8 @@ def test_index_folder_holds_only_sqlite_faiss_and_json(config):
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records([("a", "First note about rivers."), ("b", "Second note about hills.")])
         folder, dim = ix.folder, ix.model_info.dimension
-        manifest_rows = ix.store.db.execute("SELECT key, value FROM manifest").fetchall()
-        blobs = [r[0] for r in ix.store.db.execute("SELECT vector FROM documents UNION ALL "
+        manifest_rows = ix.backend.store.db.execute("SELECT key, value FROM manifest").fetchall()
+        blobs = [r[0] for r in ix.backend.store.db.execute("SELECT vector FROM documents UNION ALL "
                                                    "SELECT vector FROM chunks")]
     assert all(json.loads(v) is not None or v == "null" for _, v in manifest_rows)
     assert blobs and all(len(b) == 4 * dim for b in blobs)          # raw float32, nothing else
@@ -70,12 +76,12 @@ def test_user_values_are_bound_not_spliced(config, tmp_path):
     nasty = ["'; DROP TABLE documents; --", 'x" OR 1=1 --', "100%_*?[]", "ünï\u0000còdé"]
     with SearchIndex.open(config=config, create=True) as ix:
         ix.add_records([(key, f"Note {i} with its own words.") for i, key in enumerate(nasty)])
-        assert set(ix.store.states(nasty)) == set(nasty)
+        assert set(ix.backend.store.states(nasty)) == set(nasty)
         assert ix.remove([nasty[0], nasty[3]]) == 2
-        assert ix.store.count("documents") == 2
-        assert ix.store.paths_under(str(tmp_path / "100%_*?[")) == {}
+        assert ix.backend.store.count("documents") == 2
+        assert ix.backend.store.paths_under(str(tmp_path / "100%_*?[")) == {}
         with pytest.raises(ValueError):
-            ix.store.count("documents; DROP TABLE chunks")
+            ix.backend.store.count("documents; DROP TABLE chunks")
 
 
 def test_model_folder_code_never_runs_without_opt_in(tmp_path):

@@ -9,52 +9,23 @@ one forward pass serves both.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
+import threading
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..config import ModelConfig
 from ..errors import ModelError
 from .pooling import SPECIAL_TOKENS, normalize, plan_windows, stitch
+from .protocol import ModelInfo, ProgressFn, Tokens, truncate
 from . import models
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What an index records about the model that built it."""
-
-    name: str
-    requested: str
-    dimension: int
-    max_tokens: int
-    window_tokens: int
-    window_overlap: int
-    pooling: str = "mean"
-    normalized: bool = True
-    max_windows: int | None = None
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """A document's content token ids and each token's character span in the text."""
-
-    ids: np.ndarray       # (n,) int64
-    offsets: np.ndarray   # (n, 2) int64
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-ProgressFn = Callable[[int], None]
 
 
 class Embedder:
@@ -68,6 +39,7 @@ class Embedder:
         self.info = info
         self.batch_tokens = batch_tokens
         self.fallback_reason = fallback_reason
+        _default_threads()  # torch's own count, read before any thread changes it
         self.tokenizer = model.tokenizer
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelError(f"model {info.name} has no fast tokenizer; searchkit needs token offsets")
@@ -123,14 +95,7 @@ class Embedder:
 
     def truncate(self, tokens: Tokens) -> Tokens:
         """The tokens the index embeds: all of them, or those of the first ``max_windows`` windows."""
-        limit = self.info.max_windows
-        if limit is None:
-            return tokens
-        plan = plan_windows(len(tokens), self.info.window_tokens, self.info.window_overlap)
-        if len(plan) <= limit:
-            return tokens
-        end = plan[limit - 1].end
-        return Tokens(tokens.ids[:end], tokens.offsets[:end])
+        return truncate(tokens, self.info)
 
     # -- forward passes -------------------------------------------------------------------
 
@@ -140,6 +105,7 @@ class Embedder:
 
         ``window_tokens`` overrides the index's window (used to embed only spans, e.g. naive chunks).
         """
+        _use_threads(_default_threads())
         window = window_tokens or self.info.window_tokens
         plans = [plan_windows(len(d), window, self.info.window_overlap) for d in docs]
         pieces = [(di, wi, d.ids[w.start:w.end]) for di, (d, plan) in enumerate(zip(docs, plans))
@@ -152,17 +118,21 @@ class Embedder:
 
     def embed_pieces(self, pieces: Sequence[np.ndarray], progress: ProgressFn | None = None) -> np.ndarray:
         """Mean-pooled, normalised vector of each token sequence embedded on its own (one window each)."""
-        outs = self._forward_pieces(pieces, progress)
+        _use_threads(_default_threads())
+        return self._pool(self._forward_pieces(pieces, progress))
+
+    def _pool(self, outs: list[np.ndarray]) -> np.ndarray:
         return normalize(np.stack([o.mean(axis=0) for o in outs])) if outs else \
             np.zeros((0, self.info.dimension), dtype=np.float32)
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Normalised query vectors, through the same token path as documents (truncated to one window)."""
         toks = [self.tokenize(q).ids[: self.info.window_tokens - SPECIAL_TOKENS] for q in queries]
-        if len(toks) != 1:
-            return self.embed_pieces(toks)
-        with _one_thread():
-            return self.embed_pieces(toks)
+        # A single query is a few dozen tokens: splitting it across threads gains nothing,
+        # and on busy cores waiting for the other threads made one query 14x slower
+        # (BENCHMARKS.md, "Query latency").
+        _use_threads(1 if len(toks) == 1 else _default_threads())
+        return self._pool(self._forward_pieces(toks, None))
 
     def _forward_pieces(self, pieces: Sequence[np.ndarray], progress: ProgressFn | None) -> list[np.ndarray]:
         """Token embeddings of ``[CLS] piece [SEP]`` for each piece, batched by token budget."""
@@ -204,24 +174,25 @@ class Embedder:
         return results
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread for the block (a single query: a few dozen tokens).
+# torch's intra-op threads of each thread that runs the model. Set only when a thread moves
+# between single queries (one thread) and batches (all of them), never per call: a thread
+# that serves queries sets it once. torch keeps the setting per OpenMP thread.
+_threads = threading.local()
 
-    Splitting so small an input across threads gains nothing, and on busy cores waiting for
-    the other threads made one query 14x slower (BENCHMARKS.md, "Query latency").
-    """
+
+@functools.cache
+def _default_threads() -> int:
     import torch
 
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch.get_num_threads()
+
+
+def _use_threads(n: int) -> None:
+    if getattr(_threads, "n", None) != n:
+        import torch
+
+        torch.set_num_threads(n)
+        _threads.n = n
 
 
 def _dimension(model) -> int:

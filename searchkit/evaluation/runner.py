@@ -65,7 +65,7 @@ class Mode:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
-MODES: dict[str, Mode] = {m.name: m for m in (
+EVAL_MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("doc-first", "document vector, first window only",
          index={"model.max_windows": 1, "model.window_overlap": 0, "chunking.mode": "none"},
          search={"rerank": "none"}),
@@ -175,7 +175,7 @@ def evaluate(dataset: str | Path | Dataset, config: Config, work_dir: str | Path
             each mode changes only what it needs.
         work_dir: where index folders live (kept and reused); ``None`` uses a temporary
             folder deleted afterwards.
-        modes: names from :data:`MODES` (default: all of them, in that order).
+        modes: names from :data:`EVAL_MODES` (default: all of them, in that order).
         k: results fetched per query (at least 10, the deepest cutoff measured).
         progress: called with one line per step (indexing, searching).
         show_progress: show a progress bar while embedding.
@@ -187,10 +187,10 @@ def evaluate(dataset: str | Path | Dataset, config: Config, work_dir: str | Path
         InputError: an unknown mode.
     """
     say = progress or (lambda line: None)
-    chosen = list(modes or MODES)
-    unknown = [m for m in chosen if m not in MODES]
+    chosen = list(modes or EVAL_MODES)
+    unknown = [m for m in chosen if m not in EVAL_MODES]
     if unknown:
-        raise InputError(f"unknown eval mode {', '.join(unknown)}; choose from {', '.join(MODES)}")
+        raise InputError(f"unknown eval mode {', '.join(unknown)}; choose from {', '.join(EVAL_MODES)}")
     data = dataset if isinstance(dataset, Dataset) else load_beir(dataset)
     depth = max(k, max(c for _, c in MEASURES))
     temp = None
@@ -214,7 +214,7 @@ def evaluate(dataset: str | Path | Dataset, config: Config, work_dir: str | Path
     info = None
     try:
         for name in chosen:
-            mode = MODES[name]
+            mode = EVAL_MODES[name]
             settings = index_settings(config, mode)
             folder = root / folder_name(settings)
             cfg = with_settings(config, {**mode.index, "search.mode": search_mode,

@@ -11,13 +11,14 @@ import hashlib
 import os
 import re
 from stat import S_ISREG
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import yaml
 
 from ..errors import InputError
+from ..records import KIND_ALIASES, Document
 
 BINARY_SNIFF_BYTES = 8192
 # Front matter is metadata, not a data store: more values than this is treated as plain text
@@ -30,25 +31,6 @@ HTML_BLOCKS = ("p", "div", "section", "article", "li", "tr", "pre", "blockquote"
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
 MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 RST_TITLE = re.compile(r"^(?P<title>[^\n]+)\n(?P<rule>[=\-~^\"'`#*+]{3,})[ \t]*$", re.M)
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document ready to embed.
-
-    ``key`` identifies the document in the index: the absolute path for files, the caller's
-    id for records. ``text`` is what gets embedded and searched.
-    """
-
-    key: str
-    text: str
-    title: str
-    kind: str
-    content_hash: str
-    path: str | None = None
-    size: int = 0
-    mtime: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,7 +203,7 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     except UnicodeDecodeError as exc:
         return _unusable(shown, f"not valid UTF-8 (byte {exc.start})")
     kind = path.suffix.lower().lstrip(".")
-    kind = {"htm": "html", "markdown": "md"}.get(kind, kind)
+    kind = KIND_ALIASES.get(kind, kind)
     try:
         text, title, metadata = parse_text(raw, kind)
     except (RecursionError, ValueError) as exc:  # pathological markup nesting

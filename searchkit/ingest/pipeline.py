@@ -1,10 +1,11 @@
 """The write path: files and records in, documents and their vectors stored, stale entries out.
 
-An :class:`Indexer` writes to one index's store and FAISS caches. It never loads a model
-itself: it asks for the embedder only when a batch needs embedding, so a re-run over
-unchanged files never loads it. :class:`searchkit.SearchIndex` checks the arguments, holds
-the writer lock, records and checks the model, and finishes the write. The model pass itself
-(document and chunk vectors) is in :mod:`searchkit.ingest`.
+An :class:`Indexer` writes through one backend write session
+(:class:`searchkit.backends.base.WriteSession`). It never loads a model itself: it asks for
+the embedder only when a batch needs embedding, so a re-run over unchanged files never loads
+it. :class:`searchkit.SearchIndex` checks the arguments, opens the write session (the writer
+lock), records and checks the model. The model pass itself (document and chunk vectors) is in
+:mod:`searchkit.ingest.embedding_pass`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
-from ..backends.local.caches import VectorCaches
+from ..backends.base import WriteSession
 from ..config import ChunkingConfig, IngestConfig
-from .documents import Document, Skipped, Unchanged, iter_files, read_document
-from ..embedding.embedder import Embedder
+from .documents import Skipped, Unchanged, iter_files, read_document
+from ..embedding.protocol import TokenEmbedder
 from ..errors import InputError
 from .embedding_pass import embed_documents
-from ..backends.local.store import Store, metadata_json
+from ..records import Document, metadata_json
 
 log = logging.getLogger("searchkit")
 
@@ -60,23 +61,20 @@ class IngestReport:
 
 
 class Indexer:
-    """Adds and removes documents in one index's store and FAISS caches.
+    """Adds and removes documents through one backend write session.
 
-    Every method expects the caller to hold the writer lock; the adding ones also expect the
-    write prepared (model recorded, caches loaded).
+    The adding methods expect the write prepared (model recorded, session prepared).
     """
 
-    def __init__(self, store: Store, vectors: VectorCaches, settings: IngestConfig,
-                 embedder: Callable[[], Embedder]):
+    def __init__(self, session: WriteSession, settings: IngestConfig,
+                 embedder: Callable[[], TokenEmbedder]):
         """
         Args:
-            store: the index's SQLite store.
-            vectors: its FAISS caches.
+            session: the backend's write session (it holds the writer lock).
             settings: which files are read, and how many documents go in one commit.
             embedder: returns the index's model, loading it on first call.
         """
-        self.store = store
-        self.vectors = vectors
+        self.session = session
         self.settings = settings
         self.embedder = embedder
 
@@ -98,7 +96,7 @@ class Indexer:
         """
         report = IngestReport()
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
-        existing = self.store.states()
+        existing = self.session.states()
         seen: set[str] = set()
         todo: list[tuple[Path, str]] = []   # each file with its key
         # abspath, not Path.absolute(): "docs/sub/../b.txt" must be stored as "docs/b.txt".
@@ -113,7 +111,7 @@ class Indexer:
             seen.add(key)
             todo.append((item, key))
         gone = [doc_id for root in roots if root.is_dir()
-                for path, doc_id in self.store.paths_under(str(root)).items()
+                for path, doc_id in self.session.paths_under(str(root)).items()
                 if _gone(path, seen)]
         if not seen and not gone:
             exts = ", ".join(self.settings.extensions)
@@ -132,10 +130,10 @@ class Indexer:
         or updated in place when its title or metadata differ (nothing re-embedded); one with
         another hash replaces the stored one."""
         report = IngestReport()
-        existing = self.store.states(d.key for d in docs)
+        existing = self.session.states(d.key for d in docs)
         same_text = {d.key: existing[d.key][0] for d in docs
                      if d.key in existing and existing[d.key][1] == d.content_hash}
-        stored = self.store.title_metadata(list(same_text.values()))
+        stored = self.session.title_metadata(list(same_text.values()))
         fresh, relabel = [], []
         for doc in docs:
             doc_id = same_text.get(doc.key)
@@ -148,7 +146,7 @@ class Indexer:
         report.updated += len(relabel)
         report.relabelled += len(relabel)
         if relabel:
-            self.store.update_title_metadata(relabel)
+            self.session.relabel(relabel)
         self._embed_and_store(fresh, existing, report, chunking, show_progress)
         return report
 
@@ -162,21 +160,20 @@ class Indexer:
                 log.warning("not in the index: %s", key)
             ids.update(found)
         if ids:
-            self.vectors.load_all()  # before the commit, so the caches load level, not one behind
             self._remove_ids(sorted(ids))
         return len(ids)
 
     def _match_key(self, key: str) -> list[int]:
-        exact = self.store.states([key])
+        exact = self.session.states([key])
         if exact:
             return [i for i, _ in exact.values()]
         path = _absolute(key)
         if path is None:
             return []
-        as_path = self.store.states([path])
+        as_path = self.session.states([path])
         if as_path:
             return [i for i, _ in as_path.values()]
-        return list(self.store.paths_under(path).values())
+        return list(self.session.paths_under(path).values())
 
     def _ingest(self, paths: list[tuple[Path, str]], existing: dict, report: IngestReport,
                 max_bytes: int, chunking: ChunkingConfig, show_progress: bool) -> list[int]:
@@ -213,7 +210,7 @@ class Indexer:
                 bar.update(1)
             if batch:
                 self._embed_and_store(batch, existing, report, chunking, bar=bar)
-        self.store.restamp(stamps)
+        self.session.restamp(stamps)
         return stale
 
     def _embed_and_store(self, docs: list[Document], existing: dict, report: IngestReport,
@@ -247,11 +244,7 @@ class Indexer:
             part = slice(start, start + self.settings.commit_every)
             embedded = embed_documents(embedder, docs[part], chunking, progress, tokens[part])
             old_ids = [existing[d.key][0] for d in docs[part] if d.key in existing]
-            with self.store.transaction():
-                old_chunks = self.store.delete(old_ids)
-                new = [self.store.insert(item) for item in embedded]
-            self.vectors.apply(old_ids, old_chunks, new, embedded)
-            self.vectors.checkpoint()
+            self.session.replace(old_ids, embedded)
             report.tokens += sum(e.n_tokens for e in embedded)
             for d in docs[part]:
                 if d.key in existing:
@@ -263,9 +256,7 @@ class Indexer:
         report.seconds += time.perf_counter() - started
 
     def _remove_ids(self, doc_ids: list[int]) -> None:
-        with self.store.transaction():
-            chunk_ids = self.store.delete(doc_ids)
-        self.vectors.apply(doc_ids, chunk_ids, [], [])
+        self.session.delete(doc_ids)
 
 
 def _absolute(key: str) -> str | None:

@@ -1,7 +1,7 @@
-"""Ranking arithmetic: best chunk per document, late reranking, rank and score fusion, the
-FTS5 query built from user text, snippets.
+"""Ranking arithmetic: best chunk per document, late reranking, rank and score fusion,
+best passages, snippets.
 
-Pure functions over scores and vectors; the API fetches what they need from the store.
+Pure functions over scores and vectors; the searcher fetches what they need from a backend.
 """
 
 from __future__ import annotations
@@ -9,28 +9,6 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-
-# Terms beyond this many are dropped from a keyword query (bounds the cost of one query).
-MAX_TERMS = 64
-
-
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression for free text: any of its terms, ranked by BM25.
-
-    Every whitespace-separated term becomes one double-quoted FTS5 string (inner ``"``
-    doubled), so nothing the user types is read as FTS5 syntax: ``AND``, ``NEAR(``, ``*``,
-    ``-``, ``:`` and parentheses are plain text, and FTS5's tokenizer turns a term such as
-    ``pg_dump`` or ``git-rebase`` into a phrase of its words. Terms without a letter or digit
-    are dropped, duplicates (case-insensitive) too. ``None`` when nothing is left to search.
-    The expression is passed to SQLite as a parameter, never spliced into SQL.
-    """
-    terms: dict[str, str] = {}
-    for term in text.split():
-        if any(ch.isalnum() for ch in term):
-            terms.setdefault(term.casefold(), term)
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in list(terms.values())[:MAX_TERMS])
 
 
 def best_chunks(qvec: np.ndarray, rows: Sequence, vectors: np.ndarray) -> dict[int, tuple[float, object]]:

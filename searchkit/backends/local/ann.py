@@ -19,11 +19,13 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ...config import AnnConfig
+from ...config import ANN_KINDS, AnnConfig
 
 log = logging.getLogger("searchkit")
 
-KINDS = ("flat", "ivf", "hnsw")
+KINDS = ANN_KINDS
+# FAISS's OpenMP threads when searchkit was imported: what builds and batched searches use.
+DEFAULT_THREADS = faiss.omp_get_max_threads()
 # FAISS warns below ~39 training points per centroid; below that IVF clusters are noise.
 MIN_POINTS_PER_LIST = 39
 
@@ -163,18 +165,13 @@ class VectorIndex:
         else:
             params = faiss.SearchParameters(**kwargs) if kwargs else None
         # IndexIDMap2 applies the selector to its own (external) ids and forwards the rest
-        # to the index it wraps.
-        if len(queries) > 1:
-            return self.index.search(queries, k, params=params)
-        # Flat, IVF and HNSW all spread work over queries, so one query runs on one thread
-        # anyway; waking the OpenMP team for it cost 30-100 ms per query on busy cores
-        # (BENCHMARKS.md, "Query latency"). One thread for one query loses nothing when idle.
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            return self.index.search(queries, k, params=params)
-        finally:
-            faiss.omp_set_num_threads(threads)
+        # to the index it wraps. How many threads it uses is the calling thread's setting
+        # (see set_threads): readers search one query at a time on one thread.
+        return self.index.search(queries, k, params=params)
+
+    def copy(self) -> "VectorIndex":
+        """An independent copy (to change while others search the original)."""
+        return VectorIndex(faiss.clone_index(self.index), self.params)
 
     # -- files ----------------------------------------------------------------------------
 
@@ -240,6 +237,15 @@ class VectorIndex:
     def memory_bytes(self) -> int:
         """Approximate bytes the index holds in RAM (its serialised size)."""
         return int(faiss.serialize_index(self.index).nbytes)
+
+
+def set_threads(n: int) -> None:
+    """Set the OpenMP threads FAISS uses in the calling thread (OpenMP keeps the setting per
+    thread). Flat, IVF and HNSW spread work over queries, so one query runs on one thread
+    anyway; waking the OpenMP team for it cost 30-100 ms per query on busy cores
+    (BENCHMARKS.md, "Query latency"). Readers set one thread once; a writer, which builds and
+    trains, sets :data:`DEFAULT_THREADS` for the length of its write."""
+    faiss.omp_set_num_threads(n)
 
 
 def _training_sample(vectors: np.ndarray, nlist: int) -> np.ndarray:

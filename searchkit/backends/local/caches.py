@@ -6,25 +6,35 @@ with SQLite by id (ids are never reused, so comparing id sets is exact); with no
 they rebuild from SQLite. The writer keeps its in-memory indexes in step with its own commits,
 checkpoints them during long writes, compacts HNSW tombstones, resizes the structure as the
 collection grows, and saves atomically at the end. Storage side only: no model code here.
+
+Thread safety: the caches readers share (``shared=True``) are loaded and swapped under a lock
+and never changed once handed out: a reader that finds the database at a newer generation
+catches up a copy, and keeps the last few generations, so threads whose snapshots straddle a
+commit each get the index of their own snapshot. A writer has caches of its own, seeded with
+copies of the shared ones and handed back to them when the write ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .ann import AnnParams, VectorIndex, choose_params
 from ...config import AnnConfig
 from ...records import EmbeddedDocument
+from ..base import TABLES
 from .store import Store
 
 log = logging.getLogger("searchkit")
 
-TABLES = ("documents", "chunks")
+# Generations of each table a shared cache keeps for readers whose snapshots lag a commit.
+KEEP_GENERATIONS = 2
 # Temporary files of a FAISS save (VectorIndex.save) that a killed writer left behind.
 LEFTOVER_GLOB = "*.faiss.*.tmp"
 
@@ -32,15 +42,34 @@ LEFTOVER_GLOB = "*.faiss.*.tmp"
 class VectorCaches:
     """The FAISS index of each table of one index folder, loaded, repaired and saved on demand."""
 
-    def __init__(self, folder: Path, store: Store, config: AnnConfig,
-                 checkpoint_seconds: float | None = None):
+    def __init__(self, folder: Path, store: Callable[[], Store], config: AnnConfig,
+                 checkpoint_seconds: float | None = None, shared: bool = False,
+                 seed: "VectorCaches | None" = None):
+        """
+        Args:
+            folder: the index folder.
+            store: returns the calling thread's store (reads see that thread's snapshot).
+            config: the ANN settings.
+            checkpoint_seconds: a writer's checkpoint interval (see :meth:`checkpoint`).
+            shared: readers in several threads use these caches: never change an index in place.
+            seed: a writer's source of copies of what readers already loaded.
+        """
         self.folder = folder
-        self.store = store
+        self._store = store
         self.config = config
         self.checkpoint_seconds = checkpoint_seconds
+        self.shared = shared
+        self.seed = seed
         self._index: dict[str, VectorIndex] = {}
         self._generation: dict[str, int] = {}
+        self._recent: dict[tuple[str, int], VectorIndex] = {}
+        self._lock = threading.RLock()
         self._last_save = time.monotonic()
+        self.saved_generation: int | None = None  # the generation the last save wrote
+
+    @property
+    def store(self) -> Store:
+        return self._store()
 
     def file(self, table: str, generation: int) -> Path:
         return self.folder / f"{table}.g{generation}.faiss"
@@ -69,14 +98,47 @@ class VectorCaches:
         SQLite, with one line saying so.
         """
         generation = self.store.generation
-        cached = self._index.get(table)
-        if cached is not None and self._generation.get(table) == generation:
-            return cached
+        with self._lock:
+            cached = self._index.get(table)
+            if cached is not None and self._generation.get(table) == generation:
+                return cached
+            if (table, generation) in self._recent:
+                return self._recent[(table, generation)]
+            seeded = self.seed.peek(table, generation) if self.seed is not None else None
+            if seeded is not None:
+                return self._publish(table, generation, seeded.copy())
+            return self._publish(table, generation, self._load(table, generation, cached))
+
+    def peek(self, table: str, generation: int) -> VectorIndex | None:
+        """The index of ``table`` already loaded for ``generation``, if any (not to be changed)."""
+        with self._lock:
+            if self._generation.get(table) == generation:
+                return self._index[table]
+            return self._recent.get((table, generation))
+
+    def adopt(self, indexes: dict[str, VectorIndex], generation: int) -> None:
+        """Take over a finished writer's indexes, which reflect ``generation``."""
+        with self._lock:
+            for table, index in indexes.items():
+                self._publish(table, generation, index)
+
+    def _publish(self, table: str, generation: int, index: VectorIndex) -> VectorIndex:
+        if self._generation.get(table, -1) <= generation:
+            self._index[table], self._generation[table] = index, generation
+        if self.shared:
+            self._recent[(table, generation)] = index
+            mine = sorted(g for t, g in self._recent if t == table)
+            for old in mine[:-KEEP_GENERATIONS]:
+                del self._recent[(table, old)]
+        return index
+
+    def _load(self, table: str, generation: int, cached: VectorIndex | None) -> VectorIndex:
         dim = self.dimension()
-        index, source = None, None
+        index, source, warned = None, None, False
         if cached is not None and cached.params == self._params(table) \
                 and _tombstone_share(cached, self.store.count(table)) <= self.config.compact_ratio:
-            index = cached
+            # A shared index may be in use by another thread: catch up a copy of it.
+            index = cached.copy() if self.shared else cached
         else:
             index, source, warned = self._load_newest(table, generation, dim)
         if index is None:
@@ -91,7 +153,6 @@ class VectorCaches:
                     "FAISS file %s %s; brought level with SQLite (+%d, -%d vectors)", source.name,
                     "disagreed with the database" if current else "is older than the database",
                     added, removed)
-        self._index[table], self._generation[table] = index, generation
         return index
 
     def dimension(self) -> int:
@@ -161,6 +222,7 @@ class VectorCaches:
             path = self.file(table, generation)
             checksums[path.name] = index.save(path)
             self._generation[table] = generation
+        self.saved_generation = generation
         self.store.annotate(faiss_crc32=checksums)
         for path in self.folder.glob("*.g*.faiss"):
             if not path.name.endswith(f".g{generation}.faiss"):
@@ -226,6 +288,10 @@ class VectorCaches:
         generation = self.store.generation
         for table in TABLES:
             self._generation[table] = generation
+
+    def loaded(self) -> dict[str, VectorIndex]:
+        """The indexes in memory, by table."""
+        return dict(self._index)
 
     def current(self, table: str) -> VectorIndex:
         """The in-memory index a writer keeps in step with its own commits."""

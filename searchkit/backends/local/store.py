@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -36,7 +35,9 @@ from sqlite_utils import Migrations
 
 from ...errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
 from .locking import LOCK_NAME, WriteLock
-from ...records import EmbeddedDocument
+from ...filters import escape_glob
+from ...records import EmbeddedDocument, metadata_json
+from ..base import ChunkRow, DocRow
 
 DB_NAME = "searchkit.db"
 # The only tables whose names are ever put into SQL text; every value travels as a parameter.
@@ -139,34 +140,6 @@ def m002_fts(db: sqlite_utils.Database) -> None:
 SCHEMA_VERSION = len(migrations._migrations)
 
 
-@dataclass(frozen=True)
-class DocRow:
-    """A stored document without its vector."""
-
-    id: int
-    key: str
-    path: str | None
-    title: str
-    kind: str
-    content_hash: str
-    size: int
-    mtime: float | None
-    n_tokens: int
-    text: str
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    id: int
-    doc_id: int
-    ordinal: int
-    tok_start: int
-    tok_end: int
-    char_start: int
-    char_end: int
-
-
 def to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -211,7 +184,9 @@ class Store:
             folder.mkdir(parents=True, exist_ok=True)
             _create(path)
         try:
-            conn = sqlite3.connect(str(path), timeout=30.0)
+            # One connection per thread (LocalBackend); not checked by sqlite3, so the backend
+            # can close every thread's connection when it closes.
+            conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA foreign_keys = ON")
             tables = set(db.table_names())
@@ -391,7 +366,7 @@ class Store:
         """``path → id`` of file documents stored under ``folder`` (an absolute path)."""
         prefix = folder.rstrip("/") + "/"
         # GLOB on the escaped prefix is exact where LIKE would treat % and _ in names as wildcards.
-        pattern = "".join(f"[{c}]" if c in "*?[" else c for c in prefix) + "*"
+        pattern = escape_glob(prefix) + "*"
         rows = self.db.execute("SELECT path, id FROM documents WHERE path GLOB ?", [pattern])
         return {p: i for p, i in rows}
 
@@ -509,11 +484,6 @@ def creatable(folder: Path) -> bool:
         return True
     return folder.is_dir() and not any(
         p for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_NAME)
-
-
-def metadata_json(metadata: dict[str, Any]) -> str:
-    """Metadata as stored: JSON, with values JSON lacks (dates, ...) as their text."""
-    return json.dumps(metadata, ensure_ascii=False, default=str)
 
 
 def _create(path: Path) -> None:

@@ -1,0 +1,364 @@
+"""The local backend: one index folder holding a SQLite database (the source of truth) and
+one FAISS file per table, named after the database generation it reflects.
+
+Reading: every thread gets its own SQLite connection, and a search runs in one WAL snapshot
+of it (:meth:`LocalBackend.snapshot`); the FAISS indexes readers share are swapped under a
+lock by generation (:class:`VectorCaches`). Writing: :meth:`LocalBackend.write` takes the
+folder's writer lock and hands out a :class:`LocalWriteSession` with its own FAISS caches,
+kept in step with each commit, checkpointed, resized, compacted and saved when the write ends.
+SQLite errors become searchkit errors here, naming the database file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ...config import Config
+from ...errors import CorruptIndexError, IndexLockedError, IndexStoreError
+from ...filters import Filters
+from ...records import EmbeddedDocument
+from ..base import TABLES, ChunkRow, DocRow
+from . import ann
+from .caches import VectorCaches
+from .locking import WriteLock
+from .sql import fts_query, where_sql
+from .store import DB_NAME, Store, creatable
+
+# Seconds a process creating an index waits for another one creating the same index.
+CREATE_WAIT = 30.0
+
+
+def store_error(folder: Path, exc: sqlite3.DatabaseError) -> IndexStoreError:
+    """The searchkit error for an SQLite error on the index in ``folder``."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return IndexLockedError(f"{folder / DB_NAME} stayed busy too long ({text}); try again")
+    if isinstance(exc, sqlite3.OperationalError) and ("no such" in text or "disk" in text
+                                                      or "full" in text or "readonly" in text):
+        return IndexStoreError(f"{folder / DB_NAME}: {text}")
+    return CorruptIndexError(f"{folder / DB_NAME} is damaged ({text}); restore it from a backup "
+                             "or delete the folder and index again")
+
+
+@contextlib.contextmanager
+def sqlite_errors(folder: Path) -> Iterator[None]:
+    """Report a damaged or unusable database as a searchkit error, never a bare traceback."""
+    try:
+        yield
+    except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+        raise  # a bug in searchkit, not a property of the file
+    except sqlite3.DatabaseError as exc:
+        raise store_error(folder, exc) from None
+
+
+class LocalBackend:
+    """SQLite + FAISS in one folder. Safe to share between threads for reading."""
+
+    def __init__(self, folder: str | Path, config: Config, create: bool = False,
+                 wait: float | None = None):
+        """Open (or with ``create``, create) the index in ``folder``.
+
+        Raises:
+            NotAnIndexError, CorruptIndexError, SchemaVersionError: the folder cannot be used.
+        """
+        self.folder = Path(folder)
+        self.location = str(self.folder)
+        self.config = config
+        self._local = threading.local()
+        self._stores: list[Store] = []
+        self._stores_lock = threading.Lock()
+        self._create, self._wait = create, wait
+        self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
+        self.store  # open (and create or migrate) the database now, in the opening thread
+
+    # -- connections ----------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The calling thread's connection to the database."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            with sqlite_errors(self.folder):
+                store = self._open_store()
+            with self._stores_lock:
+                self._stores.append(store)
+            self._local.store = store
+            # This thread searches one query at a time: FAISS on one thread (set once).
+            ann.set_threads(1)
+        return store
+
+    def _open_store(self) -> Store:
+        folder, wait = self.folder, self._wait
+        if self._create and not (folder / DB_NAME).exists() and creatable(folder):
+            # Two processes creating one index must not both run the migrations.
+            folder.mkdir(parents=True, exist_ok=True)
+            with WriteLock(folder, CREATE_WAIT if wait is None else wait):
+                return Store.open(folder, create=True)
+        return Store.open(folder, create=self._create)
+
+    def close(self) -> None:
+        with self._stores_lock:
+            stores, self._stores = self._stores, []
+        for store in stores:
+            store.close()
+        self._local = threading.local()
+
+    # -- reading --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator["LocalReadView"]:
+        """One WAL read transaction of the calling thread's connection (nested use: the same)."""
+        with sqlite_errors(self.folder):
+            store = self.store
+            with store.snapshot():
+                yield LocalReadView(self, store)
+
+    def ann(self, table: str) -> ann.VectorIndex:
+        """The FAISS index of ``table`` for the database's current state (for tests and tools)."""
+        with self.snapshot():
+            return self.caches.get(table)
+
+    # -- writing --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self, wait: float | None = None) -> Iterator["LocalWriteSession"]:
+        """The folder's writer lock for the length of the ``with``, and a session to write with."""
+        with sqlite_errors(self.folder), WriteLock(self.folder, wait):
+            session = LocalWriteSession(self, self.store)
+            ann.set_threads(ann.DEFAULT_THREADS)   # builds and training use every core
+            try:
+                yield session
+                session.finish()
+            finally:
+                ann.set_threads(1)
+            # The writer is done with its indexes: readers in this process take them over.
+            if session.caches.saved_generation == self.store.generation:
+                self.caches.adopt(session.caches.loaded(), self.store.generation)
+
+
+class LocalReadView:
+    """Reads of one snapshot: rows from SQLite, vectors searched with the shared FAISS caches."""
+
+    def __init__(self, backend: LocalBackend, store: Store):
+        self.backend = backend
+        self.store = store
+        self._allowed: dict[tuple[str, Filters], np.ndarray] = {}
+
+    def count(self, table: str = "documents") -> int:
+        return self.store.count(table)
+
+    def manifest(self) -> dict[str, Any]:
+        return self.store.manifest()
+
+    @property
+    def generation(self) -> int:
+        return self.store.generation
+
+    def _dim(self) -> int:
+        return self.backend.caches.dimension()
+
+    def allowed(self, table: str, filters: Filters) -> np.ndarray:
+        """Ids of ``table`` whose documents pass ``filters`` (kept for this snapshot)."""
+        key = (table, filters)
+        if key not in self._allowed:
+            self._allowed[key] = self.store.filtered_ids(where_sql(filters), table)
+        return self._allowed[key]
+
+    def vector_search(self, table: str, qvec: np.ndarray, k: int,
+                      filters: Filters | None = None) -> dict[int, float]:
+        """Top-``k`` live rows of ``table`` by vector: ``id → cosine``, best first.
+
+        The ids that pass the filters (read from SQLite) go to FAISS as an id selector. Should
+        an approximate index (IVF, HNSW) find fewer than ``k`` while more are allowed, the
+        allowed rows are scored exactly from the vectors in SQLite.
+        """
+        allowed = self.allowed(table, filters) if filters else None
+        index = self.backend.caches.get(table)
+        live = self.store.count(table)
+        settings = self.backend.config.ann
+        # HNSW keeps removed ids as tombstones: ask for enough extra to still fill k. An
+        # allowed set comes from SQLite and already excludes them.
+        fetch = k + max(0, index.ntotal - live) if allowed is None else k
+        scores, ids = index.search(qvec, fetch, nprobe=settings.nprobe,
+                                   ef_search=settings.ef_search, allowed=allowed)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        if allowed is None and index.ntotal != live:
+            rows = self.store.documents([i for i, _ in pairs]) if table == "documents" else \
+                self.store.chunks([i for i, _ in pairs])
+            pairs = [(i, s) for i, s in pairs if i in rows]
+        if allowed is not None and len(pairs) < min(k, len(allowed)):
+            found, vectors = self.store.vectors(table, qvec.shape[0], ids=allowed)
+            exact = vectors @ qvec
+            pairs = [(int(found[j]), float(exact[j])) for j in np.argsort(-exact, kind="stable")[:k]]
+        return dict(pairs[:k])
+
+    def keyword_documents(self, text: str, k: int,
+                          filters: Filters | None = None) -> dict[int, float]:
+        match = fts_query(text)
+        if match is None:
+            return {}
+        return self.store.keyword_documents(match, k, where_sql(filters) if filters else None)
+
+    def keyword_chunks(self, text: str, doc_ids: Sequence[int] | None = None,
+                       limit: int | None = None,
+                       filters: Filters | None = None) -> dict[int, float]:
+        match = fts_query(text)
+        if match is None:
+            return {}
+        return self.store.keyword_chunks(match, doc_ids, limit,
+                                         where_sql(filters) if filters else None)
+
+    def documents(self, ids: Iterable[int]) -> dict[int, DocRow]:
+        return self.store.documents(list(ids))
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        return self.store.chunks(list(ids))
+
+    def chunks_of(self, doc_ids: Iterable[int],
+                  dim: int | None = None) -> tuple[list[ChunkRow], np.ndarray | None]:
+        doc_ids = list(doc_ids)
+        if dim is None:
+            return self.store.chunk_rows(doc_ids), None
+        return self.store.chunks_of(doc_ids, dim)
+
+    def vectors(self, table: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.vectors(table, self._dim(), ids=ids)
+
+    def stats(self) -> dict[str, Any]:
+        manifest = self.store.manifest()
+        files = _folder_files(self.backend.folder)
+        tokens = self.store.db.execute("SELECT coalesce(sum(n_tokens), 0) FROM documents").fetchone()[0]
+        settings = self.backend.config.ann
+        return {
+            "index": str(self.backend.folder),
+            "model": manifest.get("model"),
+            "chunking": manifest.get("chunking"),
+            "documents": self.store.count("documents"),
+            "chunks": self.store.count("chunks"),
+            "tokens": int(tokens),
+            "ann_type": manifest.get("ann_type"),
+            "ann": {t: manifest.get(f"ann_{t}") for t in TABLES},
+            "search": {"nprobe": settings.nprobe, "ef_search": settings.ef_search},
+            "schema_version": manifest.get("schema_version"),
+            "generation": manifest.get("generation"),
+            "files": files,
+            "bytes_on_disk": sum(files.values()),
+        }
+
+
+class LocalWriteSession:
+    """The whole write protocol of the local backend, under the writer lock.
+
+    Each batch commits to SQLite (bumping the generation) and is then mirrored into this
+    session's in-memory FAISS indexes; those are checkpointed every
+    ``ingest.checkpoint_seconds`` and, when the session ends after a commit (or with the
+    files on disk lagging), resized, compacted past ``ann.compact_ratio`` and saved.
+    """
+
+    def __init__(self, backend: LocalBackend, store: Store):
+        self.backend = backend
+        self.store = store
+        config = backend.config
+        self.caches = VectorCaches(backend.folder, lambda: store, config.ann,
+                                   config.ingest.checkpoint_seconds, seed=backend.caches)
+        self._prepared = False
+        self._committed = False
+
+    def manifest(self) -> dict[str, Any]:
+        return self.store.manifest()
+
+    def record(self, **values: Any) -> None:
+        if "ann_type" not in self.store.manifest():
+            values.setdefault("ann_type", self.backend.config.ann.type)
+        self.store.set_manifest(**values)
+        self._committed = True
+
+    def prepare(self) -> None:
+        """Restart the checkpoint clock and load (or rebuild) the FAISS indexes, so they and
+        SQLite move in step from the first commit on."""
+        self.caches.start_write()
+        self.caches.load_all()
+        self._prepared = True
+
+    def states(self, keys: Iterable[str] | None = None) -> dict[str, tuple[int, str]]:
+        return self.store.states(keys)
+
+    def paths_under(self, folder: str) -> dict[str, int]:
+        return self.store.paths_under(folder)
+
+    def title_metadata(self, ids: Sequence[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+        return self.store.title_metadata(ids)
+
+    def relabel(self, rows: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+        self.store.update_title_metadata(rows)
+
+    def restamp(self, stamps: Iterable[tuple[str, int, float]]) -> int:
+        return self.store.restamp(stamps)
+
+    def replace(self, old_ids: Sequence[int], embedded: Sequence[EmbeddedDocument]) -> list[int]:
+        new = self._commit(old_ids, embedded)
+        self.caches.checkpoint()
+        return new
+
+    def delete(self, doc_ids: Sequence[int]) -> None:
+        self._commit(doc_ids, [])
+
+    def _commit(self, old_ids: Sequence[int], embedded: Sequence[EmbeddedDocument]) -> list[int]:
+        if not self._prepared:
+            # Before the commit, so the caches load level with SQLite, not one behind.
+            self.prepare()
+        old_ids = [int(i) for i in old_ids]
+        with self.store.transaction():
+            old_chunks = self.store.delete(old_ids)
+            new = [self.store.insert(item) for item in embedded]
+        self.caches.apply(old_ids, old_chunks, new, list(embedded))
+        self._committed = True
+        return [doc_id for doc_id, _ in new]
+
+    def rebuild(self, index_type: str | None = None) -> None:
+        if index_type is not None:
+            self.store.set_manifest(ann_type=index_type)
+        self.caches.rebuild_all()
+
+    def compact(self) -> dict[str, Any]:
+        """Rebuild every FAISS index holding tombstones (HNSW cannot remove in place; flat and
+        IVF never need it), keeping its structure, then VACUUM SQLite and remove files left by
+        an interrupted writer. Returns the tombstones dropped per table and the folder's size
+        before and after."""
+        before = _folder_bytes(self.backend.folder)
+        dropped: dict[str, int] = {}
+        if self.store.manifest().get("model") is not None:
+            self.caches.load_all()
+            dropped = self.caches.compact(force=True)
+            self.caches.save()
+        self.store.vacuum()
+        return {"dropped": dropped, "bytes_before": before,
+                "bytes_after": _folder_bytes(self.backend.folder)}
+
+    def finish(self) -> None:
+        """Save only after a commit, or when the files on disk lag (a writer killed before its
+        save): a write with nothing new over a tidy folder rewrites no large FAISS file."""
+        if self._prepared and (self._committed or not self.caches.files_current()):
+            self.caches.finish_write()
+
+
+def _folder_files(folder: Path) -> dict[str, int]:
+    files = {}
+    for path in sorted(folder.iterdir()):
+        try:
+            if path.is_file():
+                files[path.name] = path.stat().st_size
+        except FileNotFoundError:  # a writer swapped it away meanwhile
+            pass
+    return files
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(_folder_files(folder).values())
+
