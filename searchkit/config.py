@@ -34,7 +34,8 @@ DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 
 # The words each choice accepts, defined once: config checks, the API, the retrieval code, the
 # local backend's FAISS structures and the CLI's click choices all read these.
-BACKENDS = ("local",)
+BACKENDS = ("local", "milvus")
+MILVUS_INDEX_TYPES = ("HNSW", "IVF_FLAT", "AUTOINDEX", "FLAT")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 CHUNKING_MODES = ("late", "naive", "none")
 CHUNKING_STRATEGIES = ("fixed", "sentence")
@@ -148,6 +149,7 @@ class Config:
 # Settings whose value must be one of a few words; checked after every merge.
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
+    "milvus.index_type": MILVUS_INDEX_TYPES,
     "model.device": DEVICES,
     "chunking.mode": CHUNKING_MODES,
     "chunking.strategy": CHUNKING_STRATEGIES,
@@ -162,6 +164,8 @@ POSITIVE = {
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
     "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
+    "milvus.hnsw_m", "milvus.hnsw_ef_construction", "milvus.ef_search", "milvus.nlist",
+    "milvus.nprobe", "milvus.lease_seconds",
 }
 NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
