@@ -118,7 +118,7 @@ def main() -> None:
             exact = np.argsort(-(queries @ base.T), axis=1)[:, :10]
             truth = [set(r.tolist()) for r in exact]
             for name in args.backends:
-                milvus = MilvusConfig(uri=server.uri if name == "milvus-server" else "",
+                milvus = MilvusConfig(uri=server.uri if name == "milvus-server" else None,
                                       collection_prefix=f"bench{n}_", index_type=args.index_type)
                 config = dataclasses.replace(Config(), backend="local" if name == "local" else "milvus",
                                              milvus=milvus)

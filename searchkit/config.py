@@ -120,9 +120,9 @@ class SearchConfig:
 class MilvusConfig:
     """Where a ``backend: milvus`` index lives and how Milvus indexes its vectors."""
 
-    uri: str = ""                      # "": <index>/milvus.db (milvus-lite); or http://host:19530
-    token: str = ""
-    collection_prefix: str = "searchkit_"
+    uri: str | None = None             # None: <index>/milvus.db (milvus-lite); or http://host:19530
+    token: str | None = None
+    collection_prefix: str | None = None   # None: searchkit_<index folder name>_
     index_type: str = "HNSW"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200

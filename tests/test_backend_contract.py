@@ -47,7 +47,7 @@ FILTERS = [
 ]
 
 
-def _config(tmp_path: Path, fake_config: Config, backend: str, uri: str = "",
+def _config(tmp_path: Path, fake_config: Config, backend: str, uri: str | None = None,
             index_type: str = "FLAT") -> Config:
     milvus = MilvusConfig(uri=uri, collection_prefix=f"c{uuid.uuid4().hex[:10]}_", index_type=index_type)
     return dataclasses.replace(fake_config, index=str(tmp_path / backend), backend=backend,
@@ -70,7 +70,7 @@ def local(tmp_path_factory, fake_config):
 
 @pytest.fixture(scope="module", params=["lite", "server"])
 def milvus(request, tmp_path_factory, fake_config):
-    uri = "" if request.param == "lite" else request.getfixturevalue("milvus_server_uri")
+    uri = None if request.param == "lite" else request.getfixturevalue("milvus_server_uri")
     ix = _open(_config(tmp_path_factory.mktemp("milvus"), fake_config, "milvus", uri))
     yield ix
     ix.backend.drop()
@@ -111,7 +111,7 @@ def test_filters_select_the_same_documents(local, milvus, filters):
 
 def test_incremental_remove_rebuild_compact(tmp_path, fake_config, milvus):
     # Fresh indexes: this test writes.
-    uri = milvus.backend.uri if not milvus.backend.lite else ""
+    uri = milvus.backend.uri if not milvus.backend.lite else None
     local = _open(_config(tmp_path, fake_config, "local"))
     milvus = _open(_config(tmp_path, fake_config, "milvus", uri))
     changed = [dict(RECORDS[0], text="A new text about a dam."), dict(RECORDS[1], title="Renamed"),

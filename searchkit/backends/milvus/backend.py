@@ -85,7 +85,7 @@ class MilvusBackend:
             NotAnIndexError: nothing is stored under the prefix and ``create`` is false.
         """
         self.settings = settings
-        self.prefix = schema.check_prefix(settings.collection_prefix)
+        self.prefix = schema.check_prefix(settings.collection_prefix or schema.derived_prefix(folder))
         uri = settings.uri or (str(Path(folder) / LITE_NAME) if folder is not None else "")
         if not uri:
             raise ConfigError("milvus.uri is empty: set a milvus-lite file (./index.db) or a "
@@ -697,7 +697,7 @@ class MilvusWriter(MilvusView):
         else the configured one); Milvus rebuilds from the vectors it stores."""
         if not self.b.has_vectors():
             return
-        params = _params(self.b.settings, index_type)
+        params = _params(self.b.settings, LOCAL_NAMES.get(index_type, index_type))
         for table in ("documents", "chunks"):
             name = self.b.name(table)
             self.client.release_collection(name)
@@ -708,16 +708,25 @@ class MilvusWriter(MilvusView):
         self._bump()
 
     def compact(self) -> dict[str, Any]:
-        """Ask Milvus to merge segments and purge deleted rows (a server compacts in the
-        background; milvus-lite has nothing to compact)."""
+        """Flush and ask Milvus to compact each collection: it merges small segments and
+        purges deleted rows in the background (milvus-lite has nothing to compact)."""
+        files = _disk_usage(Path(self.b.uri)) if self.b.lite else {}
+        before = sum(files.values())
+        result = {"dropped": {}, "bytes_before": before, "bytes_after": before}
         if not self.b.has_vectors() or self.b.lite:
-            return {"compacted": []}
-        started = []
+            result["note"] = "nothing to compact" if not self.b.has_vectors() else \
+                "milvus-lite keeps no deleted rows to purge"
+            return result
         for table in ("documents", "chunks", "texts"):
             self.client.flush(self.b.name(table))
             self.client.compact(self.b.name(table))
-            started.append(self.b.name(table))
-        return {"compacted": started}
+        result["note"] = (f"compaction of {self.b.prefix}documents, chunks and texts requested; "
+                          "the server merges segments and purges deleted rows in the background")
+        return result
+
+
+# ``searchkit rebuild --index-type`` takes the local backend's names.
+LOCAL_NAMES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW", "auto": "AUTOINDEX"}
 
 
 def _params(settings: Any, index_type: str | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ without full-text search) carry a two-dimensional placeholder. Rows that filters
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient
@@ -41,6 +42,13 @@ DOCUMENT_FIELDS = ["id", "key", "title", "content_hash", "size", "n_tokens", "me
 CHUNK_FIELDS = ["id", "doc_id", "ordinal", "tok_start", "tok_end", "char_start", "char_end",
                 *FILTER_FIELDS]
 TEXT_FIELDS = ["id", "doc_id", "part", "text", *FILTER_FIELDS]
+
+
+def derived_prefix(folder: Any) -> str:
+    """``searchkit_<folder name>_`` for an empty ``milvus.collection_prefix``: on a server,
+    ``--index NAME`` picks the index as it does a folder for the local backend."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", Path(str(folder or "")).name).strip("_")
+    return f"searchkit_{name}_" if name else "searchkit_"
 
 
 def check_prefix(prefix: str) -> str:
