@@ -59,6 +59,9 @@ _LITE_USERS: dict[str, int] = {}    # milvus-lite file → open backends in this
 # milvus-lite serves pymilvus from a gRPC server inside this process; it logs every call it
 # does not implement (the query iterator probes one, then falls back) as an error.
 logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+# pymilvus logs every failed call (and its query iterator's fallbacks on milvus-lite) before
+# raising; searchkit turns those exceptions into its own one-line errors.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 
 
 def is_lite(uri: str) -> bool:
@@ -113,6 +116,7 @@ class MilvusBackend:
         self.full_text = self.lite or major_minor >= (2, 5)
         self.general_like = self.lite or major_minor >= (2, 4)
         self.server_name = f"Milvus {self.version} at {uri}"
+        self._has_vectors = False
         if not self.client.has_collection(self.name("settings")):
             if not create:
                 raise NotAnIndexError(f"no searchkit index under prefix {self.prefix!r} at {uri}; "
@@ -177,7 +181,10 @@ class MilvusBackend:
             {"name": name, "value": value or {}, "placeholder": [0.0] * schema.PLACEHOLDER_DIM}])
 
     def has_vectors(self) -> bool:
-        return self.client.has_collection(self.name("documents"))
+        """Whether the vector collections exist (made at the first write, kept until drop)."""
+        if not self._has_vectors:
+            self._has_vectors = self.client.has_collection(self.name("documents"))
+        return self._has_vectors
 
     # -- the backend protocol ---------------------------------------------------------------
 
@@ -217,6 +224,7 @@ class MilvusBackend:
         for table in schema.COLLECTIONS:
             if self.client.has_collection(self.name(table)):
                 self.client.drop_collection(self.name(table))
+        self._has_vectors = False
 
 
 def _now() -> str:
@@ -241,6 +249,7 @@ class MilvusView:
         self.client = backend.client
         # Ids of a write in flight (or of a killed one) are left out of every read.
         self.hidden = sorted({int(i) for i in journal.get("adding", []) + journal.get("removing", [])})
+        self._manifest: dict[str, Any] | None = None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -254,12 +263,17 @@ class MilvusView:
                     self._hide(table), *extra)
 
     def _query(self, table: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
-        """Every row of ``table`` matching ``expr`` (paged past Milvus's 16,384-row cap)."""
+        """Every row of ``table`` matching ``expr``: one query, paged with an iterator only past
+        Milvus's 16,384-row cap (an iterator costs several round trips)."""
         if not self.b.has_vectors():
             return []
-        iterator = self.client.query_iterator(self.b.name(table), batch_size=2000,
+        rows = self.client.query(self.b.name(table), filter=expr, output_fields=fields,
+                                 limit=MAX_LIMIT, **STRONG)
+        if len(rows) < MAX_LIMIT:
+            return list(rows)
+        iterator = self.client.query_iterator(self.b.name(table), batch_size=4000,
                                               filter=expr, output_fields=fields, **STRONG)
-        rows: list[dict[str, Any]] = []
+        rows = []
         try:
             while batch := iterator.next():
                 rows.extend(batch)
@@ -291,7 +305,10 @@ class MilvusView:
         return int(rows[0]["count(*)"]) if rows else 0
 
     def manifest(self) -> dict[str, Any]:
-        return self.b._get("manifest")
+        # One read per view: a search asks for the index parameters and dimension repeatedly.
+        if self._manifest is None:
+            self._manifest = self.b._get("manifest")
+        return self._manifest
 
     def vector_search(self, table: str, qvec: np.ndarray, k: int,
                       filters: Filters | None = None) -> dict[int, float]:
