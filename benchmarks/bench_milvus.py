@@ -69,7 +69,8 @@ def run(name: str, config: Config, location: Path, base: np.ndarray, queries: np
     start = time.perf_counter()
     chunk_ids: list[int] = []
     with backend.write() as session:
-        session.record(model={"name": "bench", "dim": int(base.shape[1])})
+        session.record(model={"name": "bench", "dimension": int(base.shape[1])})
+        session.prepare()
         for s in range(0, len(docs), DOCS_PER_BATCH):
             session.replace([], docs[s:s + DOCS_PER_BATCH])
     ingest = time.perf_counter() - start

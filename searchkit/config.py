@@ -130,6 +130,8 @@ class MilvusConfig:
     nlist: int = 1024
     nprobe: int = 16
     lease_seconds: float = 60.0        # a server writer's lease (see backends/milvus/locks.py)
+    shards: int = 1                    # per collection, fixed when the index is created
+    replicas: int = 1                  # in-memory replicas a cluster loads (query throughput, HA)
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ POSITIVE = {
     "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
     "milvus.hnsw_m", "milvus.hnsw_ef_construction", "milvus.ef_search", "milvus.nlist",
-    "milvus.nprobe", "milvus.lease_seconds",
+    "milvus.nprobe", "milvus.lease_seconds", "milvus.shards", "milvus.replicas",
 }
 NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}

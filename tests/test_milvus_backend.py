@@ -91,6 +91,11 @@ def test_vector_search_returns_k_best_live_documents(backend):
         assert hits[ids[1]] == pytest.approx(1.0, abs=1e-5)
 
 
+# On the server too through tests/test_backend_contract.py (23 filters against the local backend).
+LITE_ONLY = pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
+
+
+@LITE_ONLY
 @pytest.mark.parametrize("filters, expected", [
     (dict(where="year>=1950"), ["/d/sub/b_1.txt"]),
     (dict(where="tags=war"), ["/d/a.txt"]),                  # any element, case-insensitive
@@ -115,6 +120,7 @@ def test_filters(backend, filters, expected):
         assert sorted({docs[c.doc_id].key for c in chunk_hits.values()}) == expected
 
 
+@LITE_ONLY
 def test_replace_delete_and_ids_never_reused(backend):
     with backend.write() as w:
         first = w.replace([], corpus())

@@ -163,7 +163,11 @@ class MilvusBackend:
         # A server restarted, or a milvus-lite file reopened, starts with collections released.
         state = self.client.get_load_state(collection).get("state")
         if "Loaded" not in str(state):
-            self.client.load_collection(collection)
+            self.client.load_collection(collection, **self._replicas())
+
+    def _replicas(self) -> dict[str, int]:
+        replicas = int(self.settings.replicas)
+        return {"replica_number": replicas} if replicas > 1 and not self.lite else {}
 
     def _create_settings(self) -> None:
         self.client.create_collection(self.name("settings"), schema=schema.settings_schema(self.client),
@@ -620,17 +624,23 @@ class MilvusWriter(MilvusView):
         params = self.manifest().get("milvus_params") or _params(self.b.settings)
         index_type = params["index_type"]
         c, ft = self.client, self.b.full_text
+        # Shards split a collection's writes across a cluster's data nodes (fixed at creation).
+        create = {**STRONG, "num_shards": int(self.b.settings.shards)}
         c.create_collection(self.b.name("texts"), schema=schema.texts_schema(c, ft),
                             index_params=schema.sparse_index(c, c.prepare_index_params()) if ft
-                            else schema.placeholder_index(c), **STRONG)
+                            else schema.placeholder_index(c), **create)
         chunk_index = schema.vector_index(c, index_type, params)
         if ft:
             schema.sparse_index(c, chunk_index)
         c.create_collection(self.b.name("chunks"), schema=schema.chunks_schema(c, dim, ft),
-                            index_params=chunk_index, **STRONG)
+                            index_params=chunk_index, **create)
         # Documents last: has_vectors() reads its existence as "all collections are there".
         c.create_collection(self.b.name("documents"), schema=schema.documents_schema(c, dim),
-                            index_params=schema.vector_index(c, index_type, params), **STRONG)
+                            index_params=schema.vector_index(c, index_type, params), **create)
+        if self.b._replicas():
+            for table in ("texts", "chunks", "documents"):
+                c.release_collection(self.b.name(table))
+                self.b._load(self.b.name(table))
         self.record(dim=dim, milvus_params=params)
 
     def replace(self, old_ids: Sequence[int], embedded: Sequence[EmbeddedDocument]) -> list[int]:
@@ -720,7 +730,7 @@ class MilvusWriter(MilvusView):
             self.client.release_collection(name)
             self.client.drop_index(name, "vector")
             self.client.create_index(name, schema.vector_index(self.client, params["index_type"], params))
-            self.client.load_collection(name)
+            self.client.load_collection(name, **self.b._replicas())
         self.record(milvus_params=params)
         self._bump()
 
