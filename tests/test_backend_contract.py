@@ -11,6 +11,8 @@ and hybrid are checked for behaviour, not for identical rankings.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -144,3 +146,20 @@ def test_keyword_and_hybrid(local, milvus):
         assert all("delta" in h.passage.text for h in hits)
         assert len(ix.search("delta levee", k=7, mode="hybrid", fusion="rrf")) == 7
         assert not ix.search("delta", k=5, mode="keyword", filters={"where": "n<2"})
+
+
+def test_copy_index_moves_an_index_between_backends_without_embedding(local, tmp_path, fake_config):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "copy_index.py"
+    target = tmp_path / "moved"
+    # The local backend serves other processes meanwhile: the copy reads it from one.
+    out = subprocess.run([sys.executable, str(script), "--index", local.folder, "--to-index", target,
+                          "--set-to", "backend=milvus", "--set-to", "milvus.index_type=FLAT"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"copied {len(RECORDS)} documents" in out.stdout
+    config = dataclasses.replace(fake_config, backend="milvus", milvus=MilvusConfig(index_type="FLAT"))
+    with SearchIndex.open(target, config=config) as moved:
+        query = "the river flooded the delta"
+        assert _keys(moved.search(query, k=10, mode="dense")) == _keys(local.search(query, k=10, mode="dense"))
+        assert moved.stats()["model"] == local.stats()["model"]
+        assert moved.add_records(RECORDS).unchanged == len(RECORDS)     # nothing to embed again
