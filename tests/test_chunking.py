@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from searchkit.embedding.chunking import (char_range, covers_exactly, fixed_spans, max_span_tokens,
+from spans import covers_exactly
+
+from searchkit.embedding.chunking import (char_range, fixed_spans, max_span_tokens,
                                 sentence_spans)
 
 

@@ -3,11 +3,11 @@
 import numpy as np
 import torch
 
-from searchkit.embedding.chunking import covers_exactly
 from searchkit.config import ChunkingConfig
 from searchkit.ingest.documents import record_document
 from searchkit.ingest.embedding_pass import embed_documents
 from searchkit.embedding.pooling import normalize
+from spans import covers_exactly
 
 LONG = " ".join(
     f"Paragraph {i} talks about rivers, bridges and the towns that grew along the water." for i in range(60))

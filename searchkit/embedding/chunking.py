@@ -7,7 +7,6 @@ excluded). Spans of one document cover every token exactly once, in order.
 from __future__ import annotations
 
 import re
-from typing import Sequence
 
 import numpy as np
 
@@ -92,13 +91,3 @@ def make_spans(text: str, offsets: np.ndarray, strategy: str, size: int) -> list
     if strategy == "sentence":
         return sentence_spans(text, offsets, size)
     raise ValueError(f"unknown chunking strategy {strategy!r}")
-
-
-def covers_exactly(spans: Sequence[tuple[int, int]], n_tokens: int) -> bool:
-    """Whether spans tile ``[0, n_tokens)`` with no gap or overlap."""
-    position = 0
-    for start, end in spans:
-        if start != position or end <= start:
-            return False
-        position = end
-    return position == n_tokens

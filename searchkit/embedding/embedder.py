@@ -90,9 +90,6 @@ class Embedder:
         return Tokens(np.asarray(enc["input_ids"], dtype=np.int64),
                       np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2))
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize(text))
-
     def truncate(self, tokens: Tokens) -> Tokens:
         """The tokens the index embeds: all of them, or those of the first ``max_windows`` windows."""
         return truncate(tokens, self.info)

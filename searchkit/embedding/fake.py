@@ -11,6 +11,7 @@ is the point. Choose it with ``model.name: searchkit-fake`` (``--set model.name=
 from __future__ import annotations
 
 import re
+import unicodedata
 import zlib
 from typing import Sequence
 
@@ -41,7 +42,9 @@ class FakeEmbedder:
         self._table = normalize(table.astype(np.float32))
 
     def tokenize(self, text: str) -> Tokens:
-        found = list(WORD.finditer(text))
+        # Format and control characters (zero-width spaces, ...) are no words, as in BERT.
+        found = [m for m in WORD.finditer(text)
+                 if not unicodedata.category(m.group()[0]).startswith("C")]
         ids = np.fromiter((zlib.crc32(m.group().lower().encode("utf-8")) % VOCABULARY
                            for m in found), dtype=np.int64, count=len(found))
         offsets = np.asarray([m.span() for m in found], dtype=np.int64).reshape(-1, 2)
