@@ -273,7 +273,7 @@ def info_cmd(index_dir, config_file, settings, quiet, as_json):
         ("schema / generation", f"{stats['schema_version']} / {stats['generation']}"),
     ]
     if "milvus" in stats:   # where a backend: milvus index lives
-        lines += [(f"milvus {k}".replace("_", " "), v) for k, v in stats["milvus"].items()]
+        lines += [(f"milvus {k}", v) for k, v in stats["milvus"].items()]
     for name, value in lines:
         click.echo(f"{name:>20}: {value}")
 

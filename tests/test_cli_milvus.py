@@ -70,7 +70,7 @@ def test_every_command_on_milvus_lite(corpus, tmp_path, monkeypatch, milvus_args
     assert info.exit_code == 0, info.output
     assert "documents: 3" in info.output and "milvus uri" in info.output
     stats = json.loads(invoke("info", *milvus_args, "--json").output)
-    assert stats["milvus"]["full_text_search"] and stats["ann_type"] == "milvus HNSW"
+    assert stats["milvus"]["full-text"] and stats["ann_type"] == "milvus HNSW"
 
     assert "removed 1" in invoke("remove", corpus / "orbit.rst", *milvus_args).output
     result = invoke("rebuild", *milvus_args, "--index-type", "flat")

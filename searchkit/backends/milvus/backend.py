@@ -441,14 +441,15 @@ class MilvusView:
             "tokens": tokens,
             "ann_type": f"milvus {params.get('index_type', '(none yet)')}",
             "ann": {t: index for t in ("documents", "chunks")},
-            "search": {k: v for k, v in params.items() if k in ("ef_search", "nprobe")},
+            "search": {k: v for k, v in params.items()
+                       if k == {"HNSW": "ef_search", "IVF_FLAT": "nprobe"}.get(params.get("index_type"))},
             "schema_version": manifest.get("schema_version"),
             "generation": manifest.get("generation"),
             "files": files,
             "bytes_on_disk": sum(files.values()),
-            "milvus": {"uri": self.b.uri, "server_version": self.b.version,
-                       "collections": [self.b.name(t) for t in schema.COLLECTIONS],
-                       "full_text_search": self.b.full_text, "pending_ids": len(self.hidden)},
+            "milvus": {"uri": self.b.uri, "version": self.b.version,
+                       "collections": ", ".join(self.b.name(t) for t in schema.COLLECTIONS),
+                       "full-text": self.b.full_text, "pending": len(self.hidden)},
         }
 
 
@@ -458,14 +459,11 @@ _INDEX_KEYS = {"HNSW": ("index_type", "hnsw_m", "hnsw_ef_construction"),
 
 
 def _disk_usage(path: Path) -> dict[str, int]:
-    """Bytes of a milvus-lite database (a folder of files) by top-level entry."""
+    """Bytes of a milvus-lite database (a folder of files)."""
     if path.is_file():
         return {path.name: path.stat().st_size}
-    out = {}
-    for entry in sorted(path.iterdir()) if path.exists() else []:
-        files = [entry] if entry.is_file() else [f for f in entry.rglob("*") if f.is_file()]
-        out[f"{path.name}/{entry.name}"] = sum(f.stat().st_size for f in files)
-    return out
+    files = [f for f in path.rglob("*") if f.is_file()] if path.exists() else []
+    return {path.name: sum(f.stat().st_size for f in files)}
 
 
 def _doc_row(r: dict[str, Any], text: str) -> DocRow:
