@@ -10,7 +10,7 @@ Vectors: the real 384-d late-chunk vectors of an existing local index (``--pool`
 ``searchkit eval`` work folder), grown to each size with ``bench_query.synthetic`` (real pool
 plus perturbed copies); queries are held-out pool vectors with noise. No model runs.
 
-    nice -n 5 python3 benchmarks/bench_milvus.py --pool INDEX_FOLDER [--sizes 10000 100000]
+    nice -n 5 python3 benchmarks/bench_milvus.py --pool INDEX_FOLDER [--sizes 10000 100000] [--consistency Strong]
         [--backends local milvus-lite milvus-server] [--index-type HNSW]
 """
 
@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["local", "milvus-lite", "milvus-server"])
     ap.add_argument("--index-type", default="HNSW", help="Milvus index type")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--consistency", default="Strong", help="milvus.consistency of the searches")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "milvus.json")
     args = ap.parse_args()
 
@@ -120,11 +121,13 @@ def main() -> None:
             truth = [set(r.tolist()) for r in exact]
             for name in args.backends:
                 milvus = MilvusConfig(uri=server.uri if name == "milvus-server" else None,
-                                      collection_prefix=f"bench{n}_", index_type=args.index_type)
+                                      collection_prefix=f"bench{n}_", index_type=args.index_type,
+                                      consistency=args.consistency)
                 config = dataclasses.replace(Config(), backend="local" if name == "local" else "milvus",
                                              milvus=milvus)
                 row = run(name, config, tmp / f"{name}-{n}", base, queries, truth)
-                row["index_type"] = "auto (FAISS)" if name == "local" else args.index_type
+                row["index_type"] = "auto (FAISS)" if name == "local" else \
+                    f"{args.index_type}, {args.consistency}"
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     finally:

@@ -130,6 +130,7 @@ class MilvusConfig:
     nlist: int = 1024
     nprobe: int = 16
     lease_seconds: float = 60.0        # a server writer's lease (see backends/milvus/locks.py)
+    consistency: str = "Strong"        # what searches wait for (the writer always uses Strong)
     shards: int = 1                    # per collection, fixed when the index is created
     replicas: int = 1                  # in-memory replicas a cluster loads (query throughput, HA)
 
@@ -152,6 +153,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
     "milvus.index_type": MILVUS_INDEX_TYPES,
+    "milvus.consistency": ("Strong", "Bounded", "Session", "Eventually"),
     "model.device": DEVICES,
     "chunking.mode": CHUNKING_MODES,
     "chunking.strategy": CHUNKING_STRATEGIES,

@@ -175,9 +175,9 @@ class MilvusBackend:
         self._put("manifest", {"schema_version": schema.SCHEMA_VERSION, "generation": 0,
                                "created_at": _now()})
 
-    def _get(self, name: str) -> dict[str, Any]:
+    def _get(self, name: str, consistency: str = "Strong") -> dict[str, Any]:
         rows = self.client.query(self.name("settings"), filter=f"name == {expressions.literal(name)}",
-                                 output_fields=["value"], **STRONG)
+                                 output_fields=["value"], consistency_level=consistency)
         return dict(rows[0]["value"]) if rows and rows[0]["value"] else {}
 
     def _put(self, name: str, value: dict[str, Any] | None) -> None:
@@ -194,7 +194,7 @@ class MilvusBackend:
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["MilvusView"]:
-        yield MilvusView(self, self._get("journal"))
+        yield MilvusView(self, self._get("journal", self.settings.consistency))
 
     @contextlib.contextmanager
     def write(self, wait: float | None = None) -> Iterator["MilvusWriter"]:
@@ -207,6 +207,11 @@ class MilvusBackend:
             writer = MilvusWriter(self)
             writer.recover()
             yield writer
+            if writer.wrote:
+                # Seal what was written: milvus-lite searches unflushed rows by brute force in
+                # Python (seconds at 10k rows), a server until it seals segments on its own.
+                for table in ("texts", "chunks", "documents"):
+                    self.client.flush(self.name(table))
 
     def close(self) -> None:
         if self.client is None:
@@ -254,6 +259,8 @@ class MilvusView:
         # Ids of a write in flight (or of a killed one) are left out of every read.
         self.hidden = sorted({int(i) for i in journal.get("adding", []) + journal.get("removing", [])})
         self._manifest: dict[str, Any] | None = None
+        # Searches read at milvus.consistency; the writer always reads its own writes (Strong).
+        self.consistency = {"consistency_level": backend.settings.consistency}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -272,11 +279,11 @@ class MilvusView:
         if not self.b.has_vectors():
             return []
         rows = self.client.query(self.b.name(table), filter=expr, output_fields=fields,
-                                 limit=MAX_LIMIT, **STRONG)
+                                 limit=MAX_LIMIT, **self.consistency)
         if len(rows) < MAX_LIMIT:
             return list(rows)
         iterator = self.client.query_iterator(self.b.name(table), batch_size=4000,
-                                              filter=expr, output_fields=fields, **STRONG)
+                                              filter=expr, output_fields=fields, **self.consistency)
         rows = []
         try:
             while batch := iterator.next():
@@ -305,13 +312,13 @@ class MilvusView:
         if not self.b.has_vectors():
             return 0
         rows = self.client.query(self.b.name(table), filter=self._hide(table),
-                                 output_fields=["count(*)"], **STRONG)
+                                 output_fields=["count(*)"], **self.consistency)
         return int(rows[0]["count(*)"]) if rows else 0
 
     def manifest(self) -> dict[str, Any]:
         # One read per view: a search asks for the index parameters and dimension repeatedly.
         if self._manifest is None:
-            self._manifest = self.b._get("manifest")
+            self._manifest = self.b._get("manifest", self.consistency["consistency_level"])
         return self._manifest
 
     def vector_search(self, table: str, qvec: np.ndarray, k: int,
@@ -326,7 +333,7 @@ class MilvusView:
             result = self.client.search(
                 self.b.name(table), data=[np.asarray(qvec, dtype=np.float32).tolist()],
                 anns_field="vector", limit=k, filter=expr, output_fields=[],
-                search_params=schema.search_params(index_type, params, k), **STRONG)
+                search_params=schema.search_params(index_type, params, k), **self.consistency)
             hits = {int(h["id"]): float(h["distance"]) for h in result[0]}
         if len(hits) < k:
             # An approximate index (or a limit over Milvus's cap) can come back short: score
@@ -340,7 +347,7 @@ class MilvusView:
         return hits
 
     def count_where(self, table: str, expr: str) -> int:
-        rows = self.client.query(self.b.name(table), filter=expr, output_fields=["count(*)"], **STRONG)
+        rows = self.client.query(self.b.name(table), filter=expr, output_fields=["count(*)"], **self.consistency)
         return int(rows[0]["count(*)"]) if rows else 0
 
     def keyword_documents(self, text: str, k: int,
@@ -355,7 +362,7 @@ class MilvusView:
             self.b.name("texts"), data=[" ".join(terms)], anns_field="sparse",
             limit=min(k, MAX_LIMIT), filter=self._filter("texts", filters),
             group_by_field="doc_id", output_fields=["doc_id"],
-            search_params={"metric_type": "BM25"}, **STRONG)
+            search_params={"metric_type": "BM25"}, **self.consistency)
         scores: dict[int, float] = {}
         for h in result[0]:
             # milvus-lite returns BM25 negated; a server returns it positive. Best first either way.
@@ -383,7 +390,7 @@ class MilvusView:
             result = self.client.search(
                 self.b.name("chunks"), data=[query], anns_field="sparse",
                 limit=min(limit or MAX_LIMIT, MAX_LIMIT), filter=expr, output_fields=[],
-                search_params={"metric_type": "BM25"}, **STRONG)
+                search_params={"metric_type": "BM25"}, **self.consistency)
             for h in result[0]:
                 scores[int(h["id"])] = abs(float(h["distance"]))
         order = sorted(scores, key=lambda i: -scores[i])[:limit]
@@ -490,6 +497,8 @@ class MilvusWriter(MilvusView):
 
     def __init__(self, backend: MilvusBackend):
         super().__init__(backend, {})
+        self.consistency = STRONG
+        self.wrote = False
 
     # -- journal ----------------------------------------------------------------------------
 
@@ -588,6 +597,7 @@ class MilvusWriter(MilvusView):
         """
         if not changes:
             return
+        self.wrote = True
         filter_keys = set(schema.FILTER_FIELDS)
         ids = list(changes)
         for table, fields in (("texts", schema.TEXT_FIELDS), ("chunks", schema.CHUNK_FIELDS + ["vector"])):
@@ -684,6 +694,7 @@ class MilvusWriter(MilvusView):
                 "size": int(doc.size), "n_tokens": int(item.n_tokens), "metadata": metadata,
                 "n_parts": len(pieces), "indexed_at": _now(),
                 "vector": np.asarray(item.vector, dtype=np.float32).tolist(), **filt})
+        self.wrote = True
         if embedded:
             self._insert("texts", texts)
             self._insert("chunks", chunks)
@@ -712,6 +723,7 @@ class MilvusWriter(MilvusView):
         doc_ids = [int(i) for i in doc_ids]
         if not doc_ids:
             return
+        self.wrote = True
         self._journal(removing=doc_ids)
         self._drop(doc_ids)
         self._journal()
