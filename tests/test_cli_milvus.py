@@ -101,7 +101,8 @@ def test_server_dense_filters_and_the_keyword_error(corpus, tmp_path, monkeypatc
     assert "removed 4" in invoke("remove", corpus, *milvus_args).output
 
 
-def test_a_bad_milvus_setting_is_one_line(tmp_path, corpus):
+def test_a_bad_milvus_setting_is_one_line(tmp_path, corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = invoke("index", corpus, *FAKE, "--index", tmp_path / "ix", "--set", "milvus.index_type=HNSWX")
     assert result.exit_code != 0 and "milvus.index_type" in result.output
     result = invoke("index", corpus, *FAKE, "--set", f"milvus.uri={tmp_path / 'file.txt'}")
