@@ -75,7 +75,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.batch_tokens)))
         return
     rows = {}
-    for rep in range(args.runs):
+    for _ in range(args.runs):
         for n in args.lengths:
             cmd = [sys.executable, __file__, "--worker", str(n)]
             if args.batch_tokens:

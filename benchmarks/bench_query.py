@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from common import median, pct
+from common import pct
 
 import faiss  # noqa: E402
 from searchkit.backends.local import ann  # noqa: E402
@@ -77,7 +77,6 @@ def query_vectors() -> np.ndarray:
 def synthetic(pool: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:
     """``pool`` plus points between real neighbours, up to ``n`` rows (see the module docstring)."""
     rng = np.random.default_rng(seed)
-    dim = pool.shape[1]
     # 10 nearest real neighbours of every real vector (IVF, good enough to pick a neighbour).
     nlist = int(4 * math.sqrt(len(pool)))
     ivf = build(AnnParams("ivf", nlist=nlist), pool, 64)

@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-EVAL = Path(os.environ.get("SEARCHKIT_EVAL_DIR", "/work/shared/eval"))
+EVAL = Path(os.environ.get("SEARCHKIT_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 OUT = ROOT / "bench_out"
 
 

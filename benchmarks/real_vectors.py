@@ -34,7 +34,7 @@ from searchkit.config import ModelConfig  # noqa: E402
 from searchkit.embedding.embedder import Embedder  # noqa: E402
 from searchkit.embedding.pooling import normalize, pool_spans  # noqa: E402
 
-EVAL = Path(os.environ.get("SEARCHKIT_EVAL_DIR", "/work/shared/eval"))
+EVAL = Path(os.environ.get("SEARCHKIT_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 DATASETS = ("git_whatis", "pg_refpurpose")
 
 

@@ -1,6 +1,6 @@
 """Dense vs keyword vs hybrid on BEIR-layout sets (issue 5), until `searchkit eval --mode` lands.
 
-    python3 scripts/eval_hybrid.py /work/shared/eval/git_whatis --work /tmp/hyb/ix [--json]
+    python3 scripts/eval_hybrid.py ../shared/eval/git_whatis --work /tmp/hyb/ix [--json]
 
 Indexes the corpus once per set (kept in --work and reused: unchanged records are not
 embedded again) with the bundled all-MiniLM-L6-v2 and the shipped index defaults, then scores

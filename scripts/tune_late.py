@@ -5,7 +5,7 @@ weight and rerank depth is scored without embedding again (``searchkit eval`` wo
 index, i.e. one pass, per chunk size). Used once to choose config defaults on a dev set; the
 figures reported in BENCHMARKS.md come from ``searchkit eval``.
 
-    python3 scripts/tune_late.py /work/shared/eval/pg_refpurpose --window 256 --overlap 64
+    python3 scripts/tune_late.py ../shared/eval/pg_refpurpose --window 256 --overlap 64
 """
 
 from __future__ import annotations

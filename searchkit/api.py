@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from .errors import ConfigError, InputError, ModelMismatchError
 from .filters import Filters, as_filters
 from .hits import Hit
 from .ingest.documents import record_document
+from .ingest.executors import Executor, LocalExecutor, RayExecutor
 from .ingest.pipeline import Indexer, IngestReport
 from .records import Document
 from .retrieval.searcher import QUERY_CACHE, Query, QueryVectors, Searcher
@@ -128,16 +130,20 @@ class SearchIndex:
         """The model: the one given to :meth:`open`, else loaded on first use (the recorded one
         for an existing index, without network)."""
         if self._embedder is None:
-            info = self.model_info
-            if info is None:
-                self._embedder = load_embedder(self.config.model)
-            else:
-                model_config = dataclasses.replace(
-                    self.config.model, window_tokens=info.window_tokens,
-                    window_overlap=info.window_overlap, max_windows=info.max_windows,
-                    fallback=False)
-                self._embedder = load_embedder(model_config, allow_download=False, name=info.name)
+            self._embedder = self._embedder_factory()()
         return self._embedder
+
+    def _embedder_factory(self) -> Callable[[], TokenEmbedder]:
+        """A picklable callable that builds this index's model (run in Ray actors too)."""
+        if self._embedder is not None:
+            return functools.partial(_given, self._embedder)
+        info = self.model_info
+        if info is None:
+            return functools.partial(load_embedder, self.config.model)
+        model_config = dataclasses.replace(
+            self.config.model, window_tokens=info.window_tokens,
+            window_overlap=info.window_overlap, max_windows=info.max_windows, fallback=False)
+        return functools.partial(load_embedder, model_config, allow_download=False, name=info.name)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -236,7 +242,15 @@ class SearchIndex:
     def _indexer(self, session: WriteSession) -> Indexer:
         # One per write, not kept: it reaches back here for the model (loaded only if something
         # needs embedding), and a kept one would tie this object in a reference cycle.
-        return Indexer(session, self.config.ingest, lambda: self.embedder)
+        return Indexer(session, self.config.ingest, self._executor())
+
+    def _executor(self) -> Executor:
+        """Where this write's model pass runs (``ingest.executor``)."""
+        if self.config.ingest.executor == "ray":
+            # The driver needs only the vector size: the model is recorded by now.
+            dimension = self.model_info.dimension if self.model_info else self.embedder.info.dimension
+            return RayExecutor(self._embedder_factory(), self.config.ray, dimension)
+        return LocalExecutor(lambda: self.embedder)
 
     # -- searching ------------------------------------------------------------------------
 
@@ -335,3 +349,8 @@ def _record(record: Any) -> Document:
     if isinstance(record, (tuple, list)) and len(record) in (2, 3):
         return record_document(*record)
     raise InputError(f"a record must be (id, text[, metadata]) or a mapping, got {type(record).__name__}")
+
+
+def _given(embedder: TokenEmbedder) -> TokenEmbedder:
+    """The embedder handed to :meth:`SearchIndex.open` (a factory for Ray's actors)."""
+    return embedder

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 
 from .api import SearchIndex
-from .config import (CHUNKING_MODES, FUSIONS, INDEX_TYPES, MODES, RERANKS, all_keys, env_var,
+from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, RERANKS, all_keys, env_var,
                      load_config)
 from .errors import SearchkitError
 from .filters import Filters
@@ -109,20 +109,27 @@ def main() -> None:
 @click.option("--chunk-size", type=int, default=None, help="Tokens per chunk (setting chunking.size).")
 @click.option("--batch-tokens", type=int, default=None,
               help="Token budget of one model batch (setting model.batch_tokens).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+              help="Where the model runs: this process, or a Ray cluster (setting ingest.executor; see ray.*).")
 @click.option("--wait", type=float, default=None, metavar="SECONDS",
               help="Wait this long for another writer instead of failing.")
 @handle_errors
 def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type, chunking,
-              chunk_size, batch_tokens, wait):
+              chunk_size, batch_tokens, executor, wait):
     """Index files and folders (recursively), incrementally.
 
-    Unchanged files are skipped by content hash, changed ones re-embedded, and files deleted
-    from the given folders removed.
+    Unchanged files (same SHA-256) are skipped without embedding (a touched one gets its new
+    modification time recorded, for --since/--until); changed files replace their entry, or
+    lose it when the file is now empty, binary or otherwise unusable; files deleted from the
+    given folders are removed. Files are keyed by their absolute path with .. resolved. Hidden,
+    binary, non-UTF-8, empty, oversized and unsupported files are skipped with one line each; a
+    summary line says added / updated / unchanged / removed / skipped.
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
         "model.name": model, "ann.type": index_type, "chunking.mode": chunking,
-        "chunking.size": chunk_size, "model.batch_tokens": batch_tokens})
+        "chunking.size": chunk_size, "model.batch_tokens": batch_tokens,
+        "ingest.executor": executor})
     with SearchIndex.open(config=config, create=True, wait=wait) as ix:
         report = ix.add_paths(list(paths), show_progress=not quiet and sys.stderr.isatty())
         if not quiet:
@@ -163,7 +170,11 @@ def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, re
               distinct, paths, types, since, until, where, model, as_json):
     """Search the index for TEXT.
 
-    Filters apply before ranking, so -k N returns N results whenever N documents match.
+    Prints rank, score, path, title and each document's best passage. Filters apply before
+    ranking, so -k N returns N results whenever N documents match. --json prints one object:
+    {"query", "index", "mode", "model", "hits": [{"rank", "score", "key", "path", "title",
+    "snippet", "doc_id", "metadata", "scores", "passage": {"text", "char_start", "char_end",
+    "score"}}]}.
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
@@ -288,7 +299,12 @@ def _fmt(data: dict | None) -> str:
 @click.option("--wait", type=float, default=None, metavar="SECONDS", help="Wait for another writer.")
 @handle_errors
 def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
-    """Remove documents by record id, file path (even if deleted) or folder."""
+    """Remove documents by record id, file path (even if deleted) or folder.
+
+    Each KEY is tried as a record id first, so a file of the same name in the current folder
+    does not shadow it; a path may be relative or absolute; a folder removes everything indexed
+    under it; a KEY that matches nothing is named in a warning.
+    """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
     with SearchIndex.open(config=config, wait=wait) as ix:

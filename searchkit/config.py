@@ -44,6 +44,7 @@ INDEX_TYPES = ("auto", *ANN_KINDS)
 MODES = ("dense", "keyword", "hybrid")
 RERANKS = ("none", "late")
 FUSIONS = ("rrf", "weighted")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,26 @@ class IngestConfig:
     max_file_mb: float = 20.0
     commit_every: int = 16
     checkpoint_seconds: float = 30.0
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         # "txt" means ".txt" (an environment variable or flag is easily written without dots):
         # a bare word would match no file at all.
         object.__setattr__(self, "extensions", tuple(
             e if e.startswith(".") else f".{e}" for e in self.extensions))
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The Ray cluster that embeds with ``ingest.executor: ray``."""
+
+    address: str | None = None   # None: start a local cluster; "auto" or "ray://host:10001": join one
+    cpus: int | None = None      # CPUs of a local cluster (None: all of this machine's)
+    workers: int = 2             # model actors
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    batch_tokens: int = 16384    # about this many tokens per batch sent to an actor
+    window_docs: int = 1024      # documents the driver hands to the cluster at once
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     milvus: MilvusConfig = field(default_factory=MilvusConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 # Settings whose value must be one of a few words; checked after every merge.
@@ -161,6 +177,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "search.mode": MODES,
     "search.rerank": RERANKS,
     "search.fusion": FUSIONS,
+    "ingest.executor": EXECUTORS,
 }
 
 POSITIVE = {
@@ -170,8 +187,9 @@ POSITIVE = {
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
     "milvus.hnsw_m", "milvus.hnsw_ef_construction", "milvus.ef_search", "milvus.nlist",
     "milvus.nprobe", "milvus.lease_seconds", "milvus.shards", "milvus.replicas",
+    "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
 }
-NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds"}
+NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
 
 

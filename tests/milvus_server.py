@@ -26,11 +26,20 @@ MILVUS_PORT = 19530
 STARTUP_SECONDS = 240  # about 40 s on an idle machine; much more on a loaded one
 
 
+def server_command() -> str | None:
+    """``milvus-server``: beside this Python (a virtualenv's bin, which `make test` does not put
+    on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / "milvus-server"
+    return str(beside) if beside.exists() else shutil.which("milvus-server")
+
+
 def available() -> str | None:
     """Why a server cannot be started here (None when it can)."""
-    for tool in ("milvus-server", "unshare", "ip"):
+    if server_command() is None:
+        return "milvus-server is not installed (pip install -e '.[milvus]')"
+    for tool in ("unshare", "ip"):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (pip install -e '.[milvus]'; apt-get install util-linux iproute2)"
+            return f"{tool} is not installed (apt-get install util-linux iproute2)"
     return None
 
 
@@ -121,7 +130,7 @@ class MilvusServer:
         log = open(self.data_dir / "server.log", "wb")
         unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
         inner = (f"ip link set lo up && {sys.executable} {__file__} --unix {sock} {MILVUS_PORT} & "
-                 f"exec milvus-server --data {self.data_dir / 'milvus'}")
+                 f"exec {server_command()} --data {self.data_dir / 'milvus'}")
         self.proc = subprocess.Popen([*unshare, "sh", "-c", inner], stdout=log, stderr=log,
                                      start_new_session=True)
         log.close()

@@ -60,7 +60,7 @@ def eager_jinabert(sd, cfg: JinaBertConfig, ids, mask, slopes, token_type_ids=No
     for n in range(cfg.num_hidden_layers):
         p = f"encoder.layer.{n}."
 
-        def lin(t, name, bias=True):
+        def lin(t, name, bias=True, p=p):
             return F.linear(t, sd[p + name + ".weight"], sd[p + name + ".bias"] if bias else None)
 
         q, k, v = (lin(x, f"attention.self.{m}").view(B, L, H, d).transpose(1, 2) for m in ("query", "key", "value"))

@@ -17,16 +17,15 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
 from ..backends.base import WriteSession
 from ..config import ChunkingConfig, IngestConfig
 from .documents import Skipped, Unchanged, iter_files, read_document
-from ..embedding.protocol import TokenEmbedder
 from ..errors import InputError
-from .embedding_pass import embed_documents
+from .executors import Executor
 from ..records import Document, metadata_json
 
 log = logging.getLogger("searchkit")
@@ -67,16 +66,17 @@ class Indexer:
     """
 
     def __init__(self, session: WriteSession, settings: IngestConfig,
-                 embedder: Callable[[], TokenEmbedder]):
+                 executor: Executor):
         """
         Args:
             session: the backend's write session (it holds the writer lock).
             settings: which files are read, and how many documents go in one commit.
-            embedder: returns the index's model, loading it on first call.
+            executor: where the model pass runs (this process, or a Ray cluster); it loads
+                the model only when a batch needs embedding.
         """
         self.session = session
         self.settings = settings
-        self.embedder = embedder
+        self.executor = executor
 
     def add_paths(self, paths: Sequence[str | os.PathLike], chunking: ChunkingConfig,
                   show_progress: bool = False) -> IngestReport:
@@ -189,7 +189,7 @@ class Indexer:
         bar = tqdm(total=len(paths), unit="doc", disable=not show_progress or not paths,
                    desc="indexing", dynamic_ncols=True)
         batch: list[Document] = []
-        step = self.settings.commit_every
+        step = self.executor.window or self.settings.commit_every
         with bar:
             for path, key in paths:
                 state = existing.get(key)
@@ -216,21 +216,12 @@ class Indexer:
     def _embed_and_store(self, docs: list[Document], existing: dict, report: IngestReport,
                          chunking: ChunkingConfig, show_progress: bool = False,
                          bar: tqdm | None = None) -> None:
+        """Embed ``docs`` (through the executor) and store them, one commit per group of
+        ``ingest.commit_every``; a document without a single token is skipped, and its stored
+        entry, if any, goes in the same commit."""
         if not docs:
             return
-        embedder = self.embedder()
-        tokens = [embedder.truncate(embedder.tokenize(d.text)) for d in docs]
-        keep = [i for i, t in enumerate(tokens) if len(t)]
-        empty = [docs[i] for i in sorted(set(range(len(docs))) - set(keep))]
-        for doc in empty:
-            report.skipped.append(Skipped(doc.path or doc.key, "no tokens", unusable_content=True))
-        stale = [existing[d.key][0] for d in empty if d.key in existing]
-        if stale:  # what was indexed from the earlier content must not stay searchable
-            self._remove_ids(stale)
-            report.removed += len(stale)
-        docs, tokens = [docs[i] for i in keep], [tokens[i] for i in keep]
         started = time.perf_counter()
-
         fed = 0
 
         def progress(n: int) -> None:
@@ -240,19 +231,27 @@ class Indexer:
                 elapsed = time.perf_counter() - started
                 bar.set_postfix_str(f"{fed / max(elapsed, 1e-9):,.0f} tok/s fed", refresh=True)
 
-        for start in range(0, len(docs), self.settings.commit_every):
-            part = slice(start, start + self.settings.commit_every)
-            embedded = embed_documents(embedder, docs[part], chunking, progress, tokens[part])
-            old_ids = [existing[d.key][0] for d in docs[part] if d.key in existing]
-            self.session.replace(old_ids, embedded)
+        for group in self.executor.run(docs, chunking, self.settings.commit_every, progress):
+            embedded = [item for _, item in group if item is not None]
+            empty = [doc for doc, item in group if item is None]
+            for doc in empty:
+                report.skipped.append(Skipped(doc.path or doc.key, "no tokens", unusable_content=True))
+            # What was indexed from a document's earlier content must not stay searchable.
+            stale = [existing[d.key][0] for d in empty if d.key in existing]
+            old_ids = [existing[d.key][0] for d, item in group if item is not None and d.key in existing]
+            if embedded or stale:
+                self.session.replace(old_ids + stale, embedded)
+            report.removed += len(stale)
             report.tokens += sum(e.n_tokens for e in embedded)
-            for d in docs[part]:
-                if d.key in existing:
+            for doc, item in group:
+                if item is None:
+                    continue
+                if doc.key in existing:
                     report.updated += 1
                 else:
                     report.added += 1
             if bar is not None:
-                bar.update(len(embedded))
+                bar.update(len(group))
         report.seconds += time.perf_counter() - started
 
     def _remove_ids(self, doc_ids: list[int]) -> None:

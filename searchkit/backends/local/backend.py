@@ -75,7 +75,7 @@ class LocalBackend:
         self._stores_lock = threading.Lock()
         self._create, self._wait = create, wait
         self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
-        self.store  # open (and create or migrate) the database now, in the opening thread
+        _ = self.store  # open (and create or migrate) the database now, in the opening thread
 
     # -- connections ----------------------------------------------------------------------
 

@@ -29,14 +29,16 @@ from .ann import AnnParams, VectorIndex, choose_params
 from ...config import AnnConfig
 from ...records import EmbeddedDocument
 from ..base import TABLES
-from .store import Store
+from .store import DB_NAME, Store
 
 log = logging.getLogger("searchkit")
 
 # Generations of each table a shared cache keeps for readers whose snapshots lag a commit.
 KEEP_GENERATIONS = 2
-# Temporary files of a FAISS save (VectorIndex.save) that a killed writer left behind.
-LEFTOVER_GLOB = "*.faiss.*.tmp"
+# Temporary files a killed writer left behind: of a FAISS save (VectorIndex.save), and of a
+# database being created (store._create, under the writer lock like every write, so no live
+# process owns one while a writer holds the lock).
+LEFTOVER_GLOBS = ("*.faiss.*.tmp", f".{DB_NAME}.*.tmp", f".{DB_NAME}.*.tmp-wal", f".{DB_NAME}.*.tmp-shm")
 
 
 class VectorCaches:
@@ -227,7 +229,7 @@ class VectorCaches:
         for path in self.folder.glob("*.g*.faiss"):
             if not path.name.endswith(f".g{generation}.faiss"):
                 path.unlink(missing_ok=True)
-        for path in self.folder.glob(LEFTOVER_GLOB):  # left by a writer killed mid-save
+        for path in _leftovers(self.folder):  # left by a writer killed mid-save or mid-create
             path.unlink(missing_ok=True)
         self._last_save = time.monotonic()
 
@@ -237,7 +239,7 @@ class VectorCaches:
         generation = self.store.generation
         wanted = {self.file(table, generation).name for table in TABLES}
         present = {p.name for p in self.folder.glob("*.faiss")}
-        return present == wanted and not any(self.folder.glob(LEFTOVER_GLOB))
+        return present == wanted and not _leftovers(self.folder)
 
     def checkpoint(self) -> None:
         """During a long write, save the FAISS caches every ``ingest.checkpoint_seconds``, so
@@ -334,3 +336,7 @@ def _needs_rebuild(have: AnnParams, want: AnnParams) -> bool:
     if have.kind == "ivf":
         return not (want.nlist / 2 <= (have.nlist or 1) <= want.nlist * 2)
     return False
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [path for pattern in LEFTOVER_GLOBS for path in folder.glob(pattern)]
