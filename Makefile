@@ -44,6 +44,8 @@ demo: $(VENV)/.installed  ## Install into .venv, index sample_corpus/ into .demo
 	@echo; echo "== filters, applied before ranking: Markdown front matter, path globs"
 	$(BIN)/searchkit query "the war" --where 'year>=1900' --index $(DEMO_INDEX) -k 3
 	$(BIN)/searchkit query "indian tribes" --mode keyword --path '*/19th-century/*' --index $(DEMO_INDEX) -k 3
+	@echo; echo "== a PDF (and a Word document) in the corpus: a PDF passage names its page"
+	$(BIN)/searchkit query "terrorist training camps" --index $(DEMO_INDEX) -k 3
 	@echo
 	@echo "Next, try:"
 	@echo "  $(BIN)/searchkit query \"your question\" --index $(DEMO_INDEX) --json"

@@ -181,7 +181,7 @@ def main() -> None:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {"model": ModelConfig(name="all-MiniLM-L6-v2",
+    overrides = {"model": ModelConfig(name="all-MiniLM-L6-v2", runtime="torch",  # bare = its torch model
                                       **({"batch_tokens": args.batch_tokens} if args.batch_tokens else {}))}
     config = dataclasses.replace(Config(), **overrides)
     embedder = Embedder.load(config.model)

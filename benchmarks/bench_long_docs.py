@@ -37,7 +37,7 @@ def worker(n_tokens: int, batch_tokens: int | None) -> dict:
     from searchkit.embedding.embedder import Embedder
     from searchkit.ingest.embedding_pass import embed_documents
 
-    cfg = ModelConfig(name="all-MiniLM-L6-v2", **({"batch_tokens": batch_tokens} if batch_tokens else {}))
+    cfg = ModelConfig(name="all-MiniLM-L6-v2", runtime="torch", **({"batch_tokens": batch_tokens} if batch_tokens else {}))
     embedder = Embedder.load(cfg)
     paths = sorted(p for p in iter_files([common.ROOT / "sample_corpus"], Config().ingest.extensions)
                    if not isinstance(p, Skipped))

@@ -69,7 +69,7 @@ def query_vectors() -> np.ndarray:
         path = VECTORS / f"{d}.queries.npy"
         if not path.exists():
             from searchkit.embedding.embedder import Embedder
-            np.save(path, Embedder.load(ModelConfig(name="all-MiniLM-L6-v2")).encode_queries(common.eval_queries(d)))
+            np.save(path, Embedder.load(ModelConfig(name="all-MiniLM-L6-v2", runtime="torch")).encode_queries(common.eval_queries(d)))
         out.append(np.load(path))
     return np.concatenate(out)
 
@@ -222,7 +222,7 @@ def embed_latency(texts: list[str], repeats: int) -> dict:
     import torch
 
     from searchkit.embedding.embedder import SPECIAL_TOKENS, Embedder
-    embedder = Embedder.load(ModelConfig(name="all-MiniLM-L6-v2"))
+    embedder = Embedder.load(ModelConfig(name="all-MiniLM-L6-v2", runtime="torch"))
     embedder.encode_queries(texts[:10])
     limit = embedder.info.window_tokens - SPECIAL_TOKENS
 

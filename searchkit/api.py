@@ -25,6 +25,7 @@ from .backends.base import Backend, WriteSession, query_terms
 from .backends.factory import open_backend
 from .config import DEFAULT_MODEL, FUSIONS, MODES, RERANKS, ChunkingConfig, Config, load_config
 from .embedding.chunking import max_span_tokens
+from .embedding import runtime
 from .embedding.loading import load_embedder
 from .embedding.models import canonical_name
 from .embedding.protocol import ModelInfo, TokenEmbedder
@@ -129,21 +130,26 @@ class SearchIndex:
     def embedder(self) -> TokenEmbedder:
         """The model: the one given to :meth:`open`, else loaded on first use (the recorded one
         for an existing index, without network)."""
+        return self._model(for_write=False)
+
+    def _model(self, for_write: bool) -> TokenEmbedder:
+        # A write may export the model to ONNX first (model.runtime auto); a query never waits for that.
         if self._embedder is None:
-            self._embedder = self._embedder_factory()()
+            self._embedder = self._embedder_factory(for_write)()
         return self._embedder
 
-    def _embedder_factory(self) -> Callable[[], TokenEmbedder]:
+    def _embedder_factory(self, for_write: bool = False) -> Callable[[], TokenEmbedder]:
         """A picklable callable that builds this index's model (run in Ray actors too)."""
         if self._embedder is not None:
             return functools.partial(_given, self._embedder)
         info = self.model_info
         if info is None:
-            return functools.partial(load_embedder, self.config.model)
+            return functools.partial(load_embedder, self.config.model, allow_export=for_write)
         model_config = dataclasses.replace(
-            self.config.model, window_tokens=info.window_tokens,
-            window_overlap=info.window_overlap, max_windows=info.max_windows, fallback=False)
-        return functools.partial(load_embedder, model_config, allow_download=False, name=info.name)
+            self.config.model, window_tokens=info.window_tokens, window_overlap=info.window_overlap,
+            max_windows=info.max_windows, quantize=info.quantize, fallback=False)
+        return functools.partial(load_embedder, model_config, allow_download=False, name=info.name,
+                                 allow_export=for_write)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -217,7 +223,7 @@ class SearchIndex:
                 self.check_model(self.config.model.name)
             session.prepare()
             return
-        info = self.embedder.info
+        info = self._model(for_write=True).info
         chunking = self.config.chunking
         room = info.window_tokens - 2  # [CLS] and [SEP] around each naive chunk
         if chunking.mode == "naive" and max_span_tokens(chunking.strategy, chunking.size) > room:
@@ -248,9 +254,9 @@ class SearchIndex:
         """Where this write's model pass runs (``ingest.executor``)."""
         if self.config.ingest.executor == "ray":
             # The driver needs only the vector size: the model is recorded by now.
-            dimension = self.model_info.dimension if self.model_info else self.embedder.info.dimension
-            return RayExecutor(self._embedder_factory(), self.config.ray, dimension)
-        return LocalExecutor(lambda: self.embedder)
+            dimension = self.model_info.dimension if self.model_info else self._model(for_write=True).info.dimension
+            return RayExecutor(self._embedder_factory(for_write=True), self.config.ray, dimension)
+        return LocalExecutor(lambda: self._model(for_write=True))
 
     # -- searching ------------------------------------------------------------------------
 
@@ -332,6 +338,21 @@ class SearchIndex:
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode_queries(texts)
 
+    def document(self, doc_id: int) -> dict[str, Any] | None:
+        """A stored document by id (``Hit.doc_id``), or None (removed, or replaced by a newer
+        version: ids are never reused).
+
+        Returns plain data: ``doc_id``, ``key``, ``path``, ``title``, ``kind``, ``metadata``,
+        ``mtime``, ``n_tokens`` and the full ``text`` (a hit's passage offsets index into it).
+        """
+        with self.backend.snapshot() as view:
+            row = view.documents([doc_id]).get(doc_id)
+        if row is None:
+            return None
+        return {"doc_id": row.id, "key": row.key, "path": row.path, "title": row.title,
+                "kind": row.kind, "metadata": row.metadata, "mtime": row.mtime,
+                "n_tokens": row.n_tokens, "text": row.text}
+
     # -- reporting ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -349,6 +370,21 @@ def _record(record: Any) -> Document:
     if isinstance(record, (tuple, list)) and len(record) in (2, 3):
         return record_document(*record)
     raise InputError(f"a record must be (id, text[, metadata]) or a mapping, got {type(record).__name__}")
+
+
+def export_model(config: Config | None = None, name: str | None = None, quantize: str | None = None,
+                 force: bool = False) -> Path:
+    """Export the configured model (or ``name``) to ONNX once, for ``model.runtime`` onnx/auto.
+
+    Returns the export folder in the ONNX cache (``model.onnx_cache``). An intact export is
+    kept (``force`` makes it again); ``quantize="int8"`` (default ``model.quantize``) adds the
+    int8 graph.
+
+    Raises:
+        ModelNotFoundError, ModelError: the model cannot be found, loaded or exported.
+    """
+    config = config or load_config()
+    return runtime.export(config.model, name=name, quantize=quantize, force=force)
 
 
 def _given(embedder: TokenEmbedder) -> TokenEmbedder:

@@ -2,6 +2,10 @@
 
 Every command loads the configuration (flag > environment > config file > default), calls the
 API, and prints. Library errors become one line on stderr and exit status 1.
+
+The API (storage, and through it the model) is imported when a command first opens an index,
+not with this module: ``query --server`` asks a running server and starts in a fraction of a
+second, where importing storage alone takes 0.4 s (sqlite-utils loads pandas).
 """
 
 from __future__ import annotations
@@ -15,17 +19,18 @@ from typing import Any, Callable
 
 import click
 
-from .api import SearchIndex
-from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, RERANKS, all_keys, env_var,
-                     load_config)
+from .api import export_model
+from .client import Client, hits_of
+from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, QUANTIZATIONS, RERANKS, all_keys,
+                     env_var, load_config)
 from .errors import SearchkitError
 from .filters import Filters
-from .evaluation.runner import EVAL_MODES, evaluate
+from .hits import Hit
 
 log = logging.getLogger("searchkit")
 
 
-def _setup_logging(quiet: bool) -> None:
+def _setup_logging(quiet: bool, model: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("searchkit: %(message)s"))
     log.handlers[:] = [handler]
@@ -35,6 +40,12 @@ def _setup_logging(quiet: bool) -> None:
     for name in ("sentence_transformers", "transformers", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not model or "transformers" not in sys.modules:
+        # Importing transformers just to quieten it costs a second or two, which the ONNX query
+        # path never needs: the environment quietens it when (if) the torch runtime imports it.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        return
     try:
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()
@@ -52,6 +63,12 @@ def handle_errors(fn: Callable) -> Callable:
         except SearchkitError as exc:
             raise click.ClickException(str(exc)) from None
     return wrapper
+
+
+def open_index(**kwargs: Any):
+    """:meth:`searchkit.SearchIndex.open`, importing the API on first use (see the module doc)."""
+    from .api import SearchIndex
+    return SearchIndex.open(**kwargs)
 
 
 def common_options(fn: Callable, with_index: bool = True) -> Callable:
@@ -121,16 +138,17 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
     Unchanged files (same SHA-256) are skipped without embedding (a touched one gets its new
     modification time recorded, for --since/--until); changed files replace their entry, or
     lose it when the file is now empty, binary or otherwise unusable; files deleted from the
-    given folders are removed. Files are keyed by their absolute path with .. resolved. Hidden,
-    binary, non-UTF-8, empty, oversized and unsupported files are skipped with one line each; a
-    summary line says added / updated / unchanged / removed / skipped.
+    given folders are removed. Files are keyed by their absolute path with .. resolved. PDF
+    and DOCX are read too. Hidden, binary, non-UTF-8, empty, oversized and unsupported files,
+    and encrypted, corrupt or scanned (text-less) PDFs and DOCXs, are skipped with one line
+    each; a summary line says added / updated / unchanged / removed / skipped.
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
         "model.name": model, "ann.type": index_type, "chunking.mode": chunking,
         "chunking.size": chunk_size, "model.batch_tokens": batch_tokens,
         "ingest.executor": executor})
-    with SearchIndex.open(config=config, create=True, wait=wait) as ix:
+    with open_index(config=config, create=True, wait=wait) as ix:
         report = ix.add_paths(list(paths), show_progress=not quiet and sys.stderr.isatty())
         if not quiet:
             for skipped in report.skipped:
@@ -155,7 +173,7 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
 @click.option("--path", "paths", multiple=True, metavar="GLOB",
               help="Only files whose path matches GLOB, e.g. '*/19th-century/*' (repeatable: any).")
 @click.option("--type", "types", multiple=True, metavar="EXT",
-              help="Only this file type: txt, md, rst, html, record (repeatable: any).")
+              help="Only this file type: txt, md, rst, html, pdf, docx, record (repeatable: any).")
 @click.option("--since", default=None, metavar="DATE",
               help="Only files modified on or after DATE (YYYY-MM-DD, ISO datetime, Unix seconds).")
 @click.option("--until", default=None, metavar="DATE",
@@ -165,23 +183,46 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
                    "= != < <= > >= (repeatable: all must hold).")
 @click.option("--model", default=None, help="Refuse to run unless the index was built with this model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--server", metavar="URL", default=None, envvar="SEARCHKIT_SERVER",
+              help="Ask a running `searchkit serve` at URL (env SEARCHKIT_SERVER) instead of "
+                   "opening an index: same output, no model loaded.")
+@click.option("--api-key", metavar="KEY", default=None, envvar="SEARCHKIT_API_KEY",
+              help="API key for --server (env SEARCHKIT_API_KEY).")
 @handle_errors
 def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, rerank, chunks,
-              distinct, paths, types, since, until, where, model, as_json):
+              distinct, paths, types, since, until, where, model, as_json, server, api_key):
     """Search the index for TEXT.
 
-    Prints rank, score, path, title and each document's best passage. Filters apply before
-    ranking, so -k N returns N results whenever N documents match. --json prints one object:
-    {"query", "index", "mode", "model", "hits": [{"rank", "score", "key", "path", "title",
-    "snippet", "doc_id", "metadata", "scores", "passage": {"text", "char_start", "char_end",
-    "score"}}]}.
+    Prints rank, score, path (with "p. N", the passage's page, for a PDF), title and each
+    document's best passage. Filters apply before ranking, so -k N returns N results whenever
+    N documents match. --json prints one object: {"query", "index", "mode", "model", "hits":
+    [{"rank", "score", "key", "path", "title", "snippet", "doc_id", "metadata", "scores",
+    "passage": {"text", "char_start", "char_end", "score", "page"}}]} ("page" is null except
+    for PDFs). With --server URL (or SEARCHKIT_SERVER) a running `searchkit serve` answers:
+    same output, no model loaded.
     """
+    filters = Filters.build(path=paths or None, type=types or None, since=since, until=until,
+                            where=where or None)
+    if server:
+        local = [name for name, value in (("--index", index_dir), ("--config", config_file),
+                                          ("--set", settings), ("--model", model)) if value]
+        if local:
+            raise click.UsageError(f"{', '.join(local)} apply to a local index, not to --server "
+                                   "(the server uses its own settings)")
+        _setup_logging(quiet, model=False)
+        with Client(server, api_key=api_key) as client:
+            answer = client.search_json(text, k=k, rerank=rerank, chunks=chunks,
+                                        distinct=distinct, mode=mode, filters=filters,
+                                        fusion=fusion)
+        if as_json:
+            click.echo(json.dumps(answer, ensure_ascii=False))
+        else:
+            _print_hits(hits_of(answer))
+        return
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings, **{
         "search.k": k, "search.rerank": rerank, "search.mode": mode, "search.fusion": fusion})
-    filters = Filters.build(path=paths or None, type=types or None, since=since, until=until,
-                            where=where or None)
-    with SearchIndex.open(config=config) as ix:
+    with open_index(config=config) as ix:
         if model:
             ix.check_model(model)
         hits = ix.search(text, rerank=rerank, chunks=chunks, distinct=distinct,
@@ -192,12 +233,19 @@ def query_cmd(text, index_dir, config_file, settings, quiet, k, mode, fusion, re
                                    "model": ix.model_info.name if ix.model_info else None,
                                    "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
             return
-        if not hits:
-            click.echo("no results")
-        for hit in hits:
-            where = _printable(_shown_path(hit.path) if hit.path else hit.key)
-            click.echo(f"{hit.rank:>2}. {hit.score:.3f}  {where}  —  {hit.title}")
-            click.echo(f"    {hit.snippet}")
+        _print_hits(hits)
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    if not hits:
+        click.echo("no results")
+    for hit in hits:
+        where = _printable(_shown_path(hit.path) if hit.path else hit.key)
+        page = hit.passage.page if hit.passage is not None else None
+        if page is not None:
+            where += f" p. {page}"
+        click.echo(f"{hit.rank:>2}. {hit.score:.3f}  {where}  —  {hit.title}")
+        click.echo(f"    {hit.snippet}")
 
 
 def _printable(path: str) -> str:
@@ -219,7 +267,8 @@ def _shown_path(path: str) -> str:
 @click.option("--work-dir", metavar="DIR", default=None,
               help="Keep the index folders here and reuse them (default: a temporary folder, deleted).")
 @click.option("--modes", default=None, metavar="M1,M2",
-              help=f"Modes to evaluate, comma-separated (default all: {', '.join(EVAL_MODES)}).")
+              help="Modes to evaluate, comma-separated (default all: doc-first, doc-long, naive, "
+                   "late, late-long, rerank).")
 @click.option("-k", "k", type=int, default=10, show_default=True,
               help="Results fetched per query (at least 10).")
 @click.option("--model", default=None, help="Embedding model (setting model.name).")
@@ -240,6 +289,7 @@ def eval_cmd(dataset_dir, config_file, settings, quiet, work_dir, modes, k, mode
     config = build_config(None, config_file, settings, **{
         "model.name": model, "chunking.size": chunk_size})
     chosen = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
+    from .evaluation.runner import evaluate
     report = evaluate(dataset_dir, config, work_dir=work_dir, modes=chosen, k=k,
                       search_mode=search_mode,
                       progress=None if quiet else (lambda line: click.echo(line, err=True)),
@@ -258,7 +308,7 @@ def info_cmd(index_dir, config_file, settings, quiet, as_json):
     """Show the index: model, sizes, index structure and files."""
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
-    with SearchIndex.open(config=config) as ix:
+    with open_index(config=config) as ix:
         stats = ix.stats()
     if as_json:
         click.echo(json.dumps(stats, indent=2))
@@ -307,7 +357,7 @@ def remove_cmd(keys, index_dir, config_file, settings, quiet, wait):
     """
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
-    with SearchIndex.open(config=config, wait=wait) as ix:
+    with open_index(config=config, wait=wait) as ix:
         n = ix.remove(list(keys))
     click.echo(f"removed {n}")
 
@@ -322,7 +372,7 @@ def rebuild_cmd(index_dir, config_file, settings, quiet, index_type, wait):
     """Rebuild the FAISS files from the vectors in SQLite."""
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
-    with SearchIndex.open(config=config, wait=wait) as ix:
+    with open_index(config=config, wait=wait) as ix:
         stats = ix.rebuild(index_type)
     click.echo(f"rebuilt: documents {_fmt(stats['ann']['documents'])}; chunks {_fmt(stats['ann']['chunks'])}")
 
@@ -335,12 +385,59 @@ def compact_cmd(index_dir, config_file, settings, quiet, wait):
     """Drop removed vectors for good (HNSW tombstones) and reclaim disk space (SQLite VACUUM)."""
     _setup_logging(quiet)
     config = build_config(index_dir, config_file, settings)
-    with SearchIndex.open(config=config, wait=wait) as ix:
+    with open_index(config=config, wait=wait) as ix:
         result = ix.compact()
     dropped = ", ".join(f"{t} {n}" for t, n in result["dropped"].items()) or "none"
     click.echo(f"compacted: tombstones dropped: {dropped}; "
                f"{result['bytes_before'] / 1e6:.1f} MB -> {result['bytes_after'] / 1e6:.1f} MB"
                + (f" ({result['note']})" if result.get("note") else ""))
+
+
+@main.group("model")
+def model_group() -> None:
+    """Manage the embedding model (ONNX export)."""
+
+
+@model_group.command("export")
+@functools.partial(common_options, with_index=False)
+@click.option("--model", default=None,
+              help="Model to export (default: setting model.name, or its fallback as `index` would use).")
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default=None,
+              help="Also make the int8 graph (setting model.quantize).")
+@click.option("--force", is_flag=True, help="Export again even if an intact export is cached.")
+@handle_errors
+def model_export_cmd(config_file, settings, quiet, model, quantize, force):
+    """Export the model to ONNX once, so queries run without torch (model.runtime auto or onnx).
+
+    The export goes to the ONNX cache (setting model.onnx_cache; default
+    ~/.cache/searchkit/onnx), keyed by the model's files; an intact export is kept.
+    """
+    _setup_logging(quiet)
+    config = build_config(None, config_file, settings, **{"model.quantize": quantize})
+    click.echo(f"exported: {export_model(config, name=model, force=force)}")
+
+
+@main.command("serve")
+@common_options
+@click.option("--host", default=None, help="Address to listen on (setting server.host; default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (setting server.port; default 8765).")
+@click.option("--writable", is_flag=True, default=None,
+              help="Accept writes: POST/DELETE /documents, POST /index (setting server.writable).")
+@click.option("--allow-paths", metavar="DIR", default=None,
+              help="Let POST /index index server-side files under DIR only (setting server.allow_paths).")
+@handle_errors
+def serve_cmd(index_dir, config_file, settings, quiet, host, port, writable, allow_paths):
+    """Serve the index over HTTP: a JSON API and a search page at http://HOST:PORT/.
+
+    The model is loaded once; searches run while writes (off unless --writable) go on. Keys,
+    limits and CORS are settings under server.* (see config.yaml). Stop with Ctrl-C or SIGTERM.
+    """
+    _setup_logging(quiet)
+    config = build_config(index_dir, config_file, settings, **{
+        "server.host": host, "server.port": port, "server.writable": writable,
+        "server.allow_paths": allow_paths})
+    from .server import serve   # FastAPI and the API: only this command needs them
+    serve(config=config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,6 +37,8 @@ DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 BACKENDS = ("local", "milvus")
 MILVUS_INDEX_TYPES = ("HNSW", "IVF_FLAT", "AUTOINDEX", "FLAT")
 DEVICES = ("cpu", "cuda", "mps", "auto")
+RUNTIMES = ("auto", "torch", "onnx")
+QUANTIZATIONS = ("none", "int8")
 CHUNKING_MODES = ("late", "naive", "none")
 CHUNKING_STRATEGIES = ("fixed", "sentence")
 ANN_KINDS = ("flat", "ivf", "hnsw")
@@ -61,6 +63,9 @@ class ModelConfig:
     batch_tokens: int = 8192
     trust_remote_code: bool = False
     network_timeout: float = 2.0
+    runtime: str = "auto"
+    quantize: str = "none"
+    onnx_cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,10 @@ class AnnConfig:
 class IngestConfig:
     """Which files are read and how often progress is committed."""
 
-    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm")
+    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf",
+                                   ".docx")
     max_file_mb: float = 20.0
+    max_pages: int = 5000
     commit_every: int = 16
     checkpoint_seconds: float = 30.0
     executor: str = "local"
@@ -151,6 +158,23 @@ class MilvusConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """``searchkit serve``: where it listens, what it lets through, and who may write."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    writable: bool = False
+    api_key: str | None = None
+    read_key: str | None = None
+    max_body_mb: float = 10.0
+    max_k: int = 100
+    max_query_chars: int = 2000
+    cors_origins: tuple[str, ...] = ()
+    allow_paths: str | None = None
+    write_wait: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Build one with :func:`load_config`."""
 
@@ -163,6 +187,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     milvus: MilvusConfig = field(default_factory=MilvusConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
 
 # Settings whose value must be one of a few words; checked after every merge.
@@ -171,6 +196,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "milvus.index_type": MILVUS_INDEX_TYPES,
     "milvus.consistency": ("Strong", "Bounded", "Session", "Eventually"),
     "model.device": DEVICES,
+    "model.runtime": RUNTIMES,
+    "model.quantize": QUANTIZATIONS,
     "chunking.mode": CHUNKING_MODES,
     "chunking.strategy": CHUNKING_STRATEGIES,
     "ann.type": INDEX_TYPES,
@@ -183,13 +210,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {
     "model.window_tokens", "model.max_windows", "model.batch_tokens", "model.network_timeout", "chunking.size",
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
-    "ann.ef_search", "ingest.max_file_mb", "ingest.commit_every", "search.k",
+    "ann.ef_search", "ingest.max_file_mb", "ingest.max_pages", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
     "milvus.hnsw_m", "milvus.hnsw_ef_construction", "milvus.ef_search", "milvus.nlist",
     "milvus.nprobe", "milvus.lease_seconds", "milvus.shards", "milvus.replicas",
     "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
+    "server.port", "server.max_body_mb", "server.max_k", "server.max_query_chars",
 }
-NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker"}
+NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker",
+                "server.write_wait"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
 
 
@@ -301,6 +330,8 @@ def _validate(key: str, value: Any, source: str) -> None:
         raise ConfigError(f"{key} ({source}): must be between 0 and 1, got {value!r}")
     if key in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{key} ({source}): must be 0 or more, got {value!r}")
+    if key == "server.port" and value > 65535:
+        raise ConfigError(f"{key} ({source}): must be a TCP port (1-65535), got {value!r}")
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -45,7 +45,11 @@ class CorruptIndexError(IndexStoreError):
 
 
 class IndexLockedError(IndexStoreError):
-    """Another process is writing to the index."""
+    """Another process is writing to the index; ``holder`` is its pid when known."""
+
+    def __init__(self, message: str, holder: int | None = None):
+        super().__init__(message)
+        self.holder = holder
 
 
 class InputError(SearchkitError):

@@ -8,13 +8,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Passage:
-    """The best-matching passage of a hit: its text and character offsets in the document."""
+    """The best-matching passage of a hit: its text and character offsets in the document,
+    and for a PDF the page it starts on (1-based; None for documents without pages)."""
 
     text: str
     char_start: int
     char_end: int
     score: float
     chunk_id: int | None = None
+    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,5 +46,6 @@ class Hit:
         if self.passage is not None:
             data["passage"] = {"text": self.passage.text, "char_start": self.passage.char_start,
                                "char_end": self.passage.char_end,
-                               "score": round(float(self.passage.score), 6)}
+                               "score": round(float(self.passage.score), 6),
+                               "page": self.passage.page}
         return data

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 # A document's kind: the file type it was read as, or ``record`` for caller-supplied text.
-KINDS = ("txt", "md", "rst", "html", "record")
+KINDS = ("txt", "md", "rst", "html", "pdf", "docx", "record")
 # Other names of the same kinds (file extensions, the word a user may type in a filter).
 KIND_ALIASES = {"htm": "html", "markdown": "md", "text": "txt"}
 
@@ -32,6 +30,9 @@ class Document:
     size: int = 0
     mtime: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+if TYPE_CHECKING:  # annotations only: the HTTP client uses Hit without importing numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,12 @@ import pytest
 # Tests never touch the network: the bundled model is local and the hub is off.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ONNX exports (model.runtime auto/onnx) go to a cache of this test session, never the user's;
+# the Hugging Face cache stays where it was.
+os.environ.setdefault("HF_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                              "huggingface"))
+_ONNX_CACHE = tempfile.TemporaryDirectory(prefix="searchkit-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _ONNX_CACHE.name
 
 from searchkit.config import Config, ModelConfig  # noqa: E402
 from searchkit.embedding.fake import FAKE_MODEL  # noqa: E402
@@ -42,7 +49,8 @@ TOPICS = {
 
 @pytest.fixture(scope="session")
 def minilm_config() -> Config:
-    return Config(model=ModelConfig(name=MINILM))
+    # The torch runtime, the reference: tests of the ONNX runtime ask for it by name.
+    return Config(model=ModelConfig(name=MINILM, runtime="torch"))
 
 
 @pytest.fixture(scope="session")

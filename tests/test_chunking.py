@@ -3,8 +3,8 @@ import pytest
 
 from spans import covers_exactly
 
-from searchkit.embedding.chunking import (char_range, fixed_spans, max_span_tokens,
-                                sentence_spans)
+from searchkit.embedding.chunking import (char_range, fixed_spans, make_spans, max_span_tokens,
+                                          sentence_spans)
 
 
 @pytest.mark.parametrize("n, size", [(1, 4), (10, 4), (12, 4), (13, 4), (1000, 256), (255, 256)])
@@ -48,3 +48,21 @@ def test_overlong_sentence_is_split_to_the_budget():
     spans = sentence_spans(text, offsets, max_tokens=5)
     assert covers_exactly(spans, 12)
     assert max(b - a for a, b in spans) <= 5 * 1.5
+
+
+def _token_offsets(text):
+    import re
+    return np.array([(m.start(), m.end()) for m in re.finditer(r"\S+", text)])
+
+
+@pytest.mark.parametrize("strategy", ["fixed", "sentence"])
+def test_spans_never_cross_a_page_break(strategy):
+    pages = ["a1 a2 a3 a4 a5 a6 a7.", "b1 b2.", "c1 c2 c3 c4 c5 c6 c7 c8 c9."]
+    text = "\n\f".join(pages)
+    offsets = _token_offsets(text)
+    spans = make_spans(text, offsets, strategy, 4)
+    assert covers_exactly(spans, len(offsets))
+    pieces = [text[slice(*char_range(offsets, s))] for s in spans]
+    assert not any("\f" in piece for piece in pieces)
+    assert "b1 b2." in pieces                      # a short page is its own span
+    assert make_spans("x y z", _token_offsets("x y z"), strategy, 4) == [(0, 3)]

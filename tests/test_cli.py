@@ -22,6 +22,7 @@ def run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no stray ./config.yaml, default index lands in tmp
     runner = CliRunner()
 
+    # result.output interleaves stderr (the runtime notice, warnings); results are on result.stdout.
     def invoke(*args):
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
     return invoke
@@ -35,12 +36,12 @@ def test_index_query_info_round_trip(run, corpus, tmp_path):
 
     result = run("query", "volcanic eruption", "--index", ix, "-k", "2")
     assert result.exit_code == 0
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0].startswith(" 1. ") and "volcano.txt" in lines[0]
     assert len([l for l in lines if l[:4].strip().endswith(".")]) == 2
 
     result = run("query", "volcanic eruption", "--index", ix, "--json", "-k", "3")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert [h["rank"] for h in data["hits"]] == [1, 2, 3]
     assert set(data["hits"][0]) >= {"rank", "score", "path", "title", "snippet", "key", "passage"}
@@ -147,7 +148,7 @@ def test_remove_and_rebuild(run, corpus, tmp_path):
     assert "removed 1" in run("remove", str(corpus / "chess.html"), "--index", ix).output
     result = run("rebuild", "--index", ix, "--index-type", "hnsw")
     assert result.exit_code == 0 and "kind=hnsw" in result.output
-    data = json.loads(run("query", "chess", "--index", ix, "--json").output)
+    data = json.loads(run("query", "chess", "--index", ix, "--json").stdout)
     assert all(not h["path"].endswith("chess.html") for h in data["hits"])
 
 
@@ -163,7 +164,7 @@ def test_query_modes_and_filters(run, corpus, tmp_path):
     assert run("index", corpus, "--index", ix, *FAKE).exit_code == 0
     for mode in ("dense", "keyword", "hybrid"):
         data = json.loads(run("query", "Vesuvius Pompeii", "--index", ix, "--mode", mode,
-                              "--json", "-k", "2").output)
+                              "--json", "-k", "2").stdout)
         assert data["mode"] == mode and data["hits"][0]["path"].endswith("volcano.txt"), mode
     result = run("query", "Sicilian", "--index", ix, "--mode", "keyword")
     assert result.exit_code == 0 and "chess.html" in result.output and " 2. " not in result.output
@@ -171,7 +172,7 @@ def test_query_modes_and_filters(run, corpus, tmp_path):
     def paths(*args):
         result = run("query", "bread lava chess orbit", "--index", ix, "--json", *args)
         assert result.exit_code == 0, result.output
-        return sorted(os.path.basename(h["path"]) for h in json.loads(result.output)["hits"])
+        return sorted(os.path.basename(h["path"]) for h in json.loads(result.stdout)["hits"])
 
     assert paths("--type", "md") == ["bread.md"]
     assert paths("--type", "html", "--type", ".rst", "--mode", "hybrid") == ["chess.html", "orbit.rst"]
@@ -185,7 +186,7 @@ def test_query_modes_and_filters(run, corpus, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--where", "year>>1900"], "filter where 'year>>1900'"),
-    (["--type", "pdf"], "filter type 'pdf'"),
+    (["--type", "xlsx"], "filter type 'xlsx'"),
     (["--since", "last week"], "filter since 'last week'"),
     (["--mode", "fuzzy"], "Invalid value for '--mode'"),
 ])

@@ -13,6 +13,7 @@ def test_shipped_config_yaml_holds_exactly_the_defaults():
     shipped = yaml.safe_load((REPO / "config.yaml").read_text())
     defaults = as_dict(Config())
     defaults["ingest"]["extensions"] = list(defaults["ingest"]["extensions"])
+    defaults["server"]["cors_origins"] = list(defaults["server"]["cors_origins"])
     assert shipped == defaults
 
 

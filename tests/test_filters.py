@@ -57,7 +57,7 @@ def test_times_and_paths():
     ({"where": [("n", "~", 1)]}, "unknown operator '~'"),
     ({"where": [("n", "=", float("nan"))]}, "not a finite number"),
     ({"where": [("n", "=", [1])]}, "value must be a number"),
-    ({"type": "pdf"}, "filter type 'pdf'"),
+    ({"type": "xlsx"}, "filter type 'xlsx'"),
     ({"type": ""}, "filter type ''"),
     ({"since": "yesterday"}, "filter since 'yesterday'"),
     ({"until": "2020-13-45"}, "filter until '2020-13-45'"),

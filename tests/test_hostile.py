@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from doc_fixtures import (docx_bytes, encrypted_docx_bytes, pdf_bytes, renamed_zip_bytes,
+                          zip_bomb_docx_bytes)
 from searchkit import SearchIndex
 from searchkit.ingest import pipeline as indexing
 from searchkit.cli import main
@@ -96,10 +98,31 @@ def build_fuzz_corpus(root: Path, seed: int = 7, n_good: int = 40) -> dict[str, 
     put("markup/bomb.md", (bomb + "---\n# Bomb\n\nText after an alias bomb.\n").encode(), True)
     put("markup/deep-yaml.md", ("---\nx: " + "[" * 800 + "]" * 800 + "\n---\nBody.\n").encode(), True)
     put("markup/broken.html", b"<html><body><p>unclosed <b>tags <i>everywhere", True)
+    put_hostile_documents(put)
     for i in range(20):
         put(f"other/o{i:03d}.png", b"\x89PNG", False, "unsupported file type")
         put(f"other/.hidden{i}.txt", b"hidden", False, "hidden file")
     return {"good": good, **bad}
+
+
+def put_hostile_documents(put) -> None:
+    """PDF and DOCX files as they turn up: fine, long, scanned, encrypted, broken, disguised."""
+    fine = pdf_bytes(["A fine PDF about lighthouses.", "Its second page, about tides."])
+    put("docs/fine.pdf", fine, True)
+    put("docs/fine.docx", docx_bytes([("h1", "A fine DOCX"), ("p", "About harbours.")]), True)
+    # 2,000 pages are read one page at a time (memory does not grow with the page count).
+    put("docs/long.pdf", pdf_bytes([f"Page {i} of a long book." for i in range(2000)]), True)
+    put("docs/encrypted.pdf", pdf_bytes(["Secret."], password="secret"), False, "encrypted PDF")
+    put("docs/truncated.pdf", fine[: len(fine) // 2], False, "corrupt or truncated PDF")
+    put("docs/garbage.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 8, False, "corrupt or truncated PDF")
+    put("docs/scanned.pdf", pdf_bytes(["", ""], text_layer=False), False, "no text layer (scanned?)")
+    put("docs/protected.docx", encrypted_docx_bytes(), False, "encrypted or password-protected")
+    put("docs/photos.docx", renamed_zip_bytes(), False, "not a DOCX (a zip without word/document.xml)")
+    put("docs/notes.docx", b"plain text saved with the wrong extension", False,
+        "not a DOCX (not a zip file)")
+    put("docs/cut.docx", docx_bytes([("p", "cut short")])[:3000], False, "not a DOCX (not a zip file)")
+    # 30 MB of zeros packed into a few KB: over ten times ingest.max_file_mb (0.6 MB here).
+    put("docs/bomb.docx", zip_bomb_docx_bytes(30), False, "(zip bomb?)")
 
 
 def remove_deep_tree(root: Path) -> None:
@@ -181,6 +204,8 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
         assert [s.reason for s in first.skipped] == ["name is not valid UTF-8"]
         hits = ix.search("At the bottom of a very deep tree", k=3)
         assert any(h.key.endswith("bottom.txt") for h in hits)
+        hits = ix.search("Page 1234 of a long book", mode="keyword", chunks=True, k=1)
+        assert hits[0].key.endswith("long.pdf") and hits[0].passage.page == 1235
 
 
 @pytest.mark.parametrize("fuzz", [3], indirect=True)
@@ -191,7 +216,8 @@ def test_cli_reports_each_skip_on_one_printable_line(fuzz, tmp_path, monkeypatch
                                        "--set", "model.name=all-MiniLM-L6-v2",
                                        "--set", f"ingest.max_file_mb={CAP_BYTES / 1e6}"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    # Log lines (the model runtime notice, an ONNX export) are not about files.
+    lines = [line for line in result.output.splitlines() if not line.startswith("searchkit: ")]
     skip_lines = [line for line in lines if line.startswith("skipped ")]
     summary = lines[-1]
     assert summary.startswith("added ")
@@ -200,3 +226,9 @@ def test_cli_reports_each_skip_on_one_printable_line(fuzz, tmp_path, monkeypatch
     assert len(lines) == n_skipped + 1          # nothing else, no line broken by a newline in a name
     assert any("new\\nline.txt" in line for line in lines) is False  # indexed, so not listed
     assert any("bad\\udcffname.txt: name is not valid UTF-8" in line for line in skip_lines)
+    documents = {str(path): reason for reason, paths in expected.items() if reason != "good"
+                 for path in paths if path.parent.name == "docs"}
+    assert len(documents) == 9
+    for path, reason in documents.items():
+        assert sum(line.startswith(f"skipped {path}: ") and reason in line
+                   for line in skip_lines) == 1, (path, reason)

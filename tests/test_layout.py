@@ -23,10 +23,11 @@ ABOVE = ("searchkit.api", "searchkit.cli", "searchkit.ingest", "searchkit.retrie
          "searchkit.evaluation")
 # What the CLI may import from searchkit: the API and what it takes and gives.
 CLI_IMPORTS = {"searchkit.api", "searchkit.config", "searchkit.errors", "searchkit.filters",
-               "searchkit.evaluation.runner"}
-# The only modules that may import the API: the CLI, evaluation (which drives the API) and
-# the package itself, which re-exports it.
-API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation.runner"}
+               "searchkit.evaluation.runner", "searchkit.client", "searchkit.hits",
+               "searchkit.server"}
+# The only modules that may import the API: the CLI, the server, evaluation (which drives the
+# API) and the package itself, which re-exports it.
+API_USERS = {"searchkit", "searchkit.cli", "searchkit.evaluation.runner", "searchkit.server"}
 
 
 def _module_name(path: Path) -> str:
@@ -138,6 +139,18 @@ def test_only_the_cli_evaluation_and_package_import_the_api():
     assert users <= API_USERS, sorted(users - API_USERS)
     cli_users = {m for m, deps in GRAPH.items() if "searchkit.cli" in deps}
     assert cli_users <= {"searchkit.__main__"}, sorted(cli_users)
+
+
+def test_the_http_client_needs_neither_model_nor_storage():
+    reached, todo = set(), ["searchkit.client"]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(GRAPH.get(module, ()) - {"searchkit"})
+    heavy = {m for m in reached if _under(m, "searchkit.embedding", "searchkit.backends", *ABOVE)}
+    assert not heavy, sorted(heavy)
+    assert not set().union(*(LIBRARIES[m] for m in reached)) & (STORAGE_LIBRARIES | MODEL_LIBRARIES)
 
 
 def test_no_import_cycles():

@@ -25,6 +25,7 @@ from thread_writer import config, record
 
 THREADS = 8
 QUERIES_PER_THREAD = 100
+MIN_ROUNDS = 3  # writer rounds the searches must overlap
 # (query, options): every mode, passages, late rerank, filters.
 SPECS = [
     ("river mountain harbour", {"mode": "dense"}),
@@ -71,9 +72,15 @@ def test_threads_share_one_index_while_another_process_writes(shared_index, tmp_
         with SearchIndex.open(config=shared_index) as shared, \
                 SearchIndex.open(config=shared_index) as solo:
 
+            rounds = [0]  # writer rounds seen so far (read by the readers)
+
             def reader(seed: int) -> None:
                 try:
-                    for n in range(QUERIES_PER_THREAD):
+                    n = 0
+                    # At least QUERIES_PER_THREAD each, and on until the writer has changed the
+                    # index a few times: on a loaded machine the readers may be the faster side.
+                    while n < QUERIES_PER_THREAD or rounds[0] < MIN_ROUNDS:
+                        n += 1
                         spec = (seed * 3 + n) % len(SPECS)
                         before = _generation(shared)
                         hits = _run(shared, spec)
@@ -101,6 +108,7 @@ def test_threads_share_one_index_while_another_process_writes(shared_index, tmp_
                 time.sleep(0.2)  # searches in this state
                 (signals / f"go_{round_}").write_text("")
                 round_ += 1
+                rounds[0] = round_
             for t in threads:
                 t.join()
     finally:
@@ -109,8 +117,8 @@ def test_threads_share_one_index_while_another_process_writes(shared_index, tmp_
 
     assert not errors, errors[:3]
     assert writer.returncode == 0
-    assert len(results) == THREADS * QUERIES_PER_THREAD
-    assert round_ >= 3, "the writer wrote too little during the searches"
+    assert len(results) >= THREADS * QUERIES_PER_THREAD
+    assert round_ >= MIN_ROUNDS, "the writer wrote too little during the searches"
     checked = 0
     for spec, before, after, hits in results:
         assert len(hits) == 5 or SPECS[spec][1].get("filters"), (SPECS[spec], len(hits))

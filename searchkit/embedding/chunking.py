@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from ..pages import PAGE_BREAK
+
 # A sentence ends at . ! ? (optionally closed by quotes or brackets) before whitespace, or at a
 # blank line. Used only to choose where token spans end, never to cut the text itself.
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)|\n\s*\n")
@@ -85,9 +87,30 @@ def char_range(offsets: np.ndarray, span: tuple[int, int]) -> tuple[int, int]:
 
 
 def make_spans(text: str, offsets: np.ndarray, strategy: str, size: int) -> list[tuple[int, int]]:
-    """Spans by the configured strategy (``fixed`` or ``sentence``)."""
-    if strategy == "fixed":
-        return fixed_spans(len(offsets), size)
-    if strategy == "sentence":
-        return sentence_spans(text, offsets, size)
-    raise ValueError(f"unknown chunking strategy {strategy!r}")
+    """Spans by the configured strategy (``fixed`` or ``sentence``), none across a page break.
+
+    A form feed separates the pages of a PDF's text: keeping each span on one page lets a
+    passage name its page (a span that began with the last words of page 11 would say
+    ``p. 11`` for text on page 12).
+    """
+    if strategy not in ("fixed", "sentence"):
+        raise ValueError(f"unknown chunking strategy {strategy!r}")
+    spans: list[tuple[int, int]] = []
+    for a, b in page_ranges(text, offsets):
+        if strategy == "fixed":
+            part = fixed_spans(b - a, size)
+        else:
+            part = sentence_spans(text, offsets[a:b], size)
+        spans.extend((a + start, a + end) for start, end in part)
+    return spans
+
+
+def page_ranges(text: str, offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Token ranges ``[start, end)`` between page breaks (``\\f``); one range without any."""
+    n = len(offsets)
+    if PAGE_BREAK not in text or n == 0:
+        return [(0, n)]
+    starts = np.asarray(offsets)[:, 0]
+    cuts = (int(np.searchsorted(starts, m.start())) for m in re.finditer(PAGE_BREAK, text))
+    bounds = sorted({0, n, *cuts})
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]

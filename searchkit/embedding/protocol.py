@@ -32,6 +32,7 @@ class ModelInfo:
     pooling: str = "mean"
     normalized: bool = True
     max_windows: int | None = None
+    quantize: str = "none"
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -83,7 +83,7 @@ EVAL_MODES: dict[str, Mode] = {m.name: m for m in (
 )}
 
 # Settings that shape an index's vectors: they name its folder.
-INDEX_KEYS = ("model.name", "model.window_tokens", "model.window_overlap", "model.max_windows",
+INDEX_KEYS = ("model.name", "model.quantize", "model.window_tokens", "model.window_overlap", "model.max_windows",
               "chunking.mode", "chunking.strategy", "chunking.size")
 
 

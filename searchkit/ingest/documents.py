@@ -19,8 +19,11 @@ import yaml
 
 from ..errors import InputError
 from ..records import KIND_ALIASES, Document
+from .formats import DOCX_UNPACK_FACTOR, FormatError, read_docx, read_pdf
 
 BINARY_SNIFF_BYTES = 8192
+# Formats read from bytes by searchkit.ingest.formats rather than decoded as UTF-8 text.
+BINARY_KINDS = ("pdf", "docx")
 # Front matter is metadata, not a data store: more values than this is treated as plain text
 # (it also defuses YAML alias bombs, which expand exponentially when copied).
 FRONT_MATTER_MAX_VALUES = 10_000
@@ -151,7 +154,8 @@ def _valid_utf8(name: str) -> bool:
 
 
 def read_document(path: str | os.PathLike, max_bytes: int | None = None,
-                  known_hash: str | None = None) -> Document | Skipped | Unchanged:
+                  known_hash: str | None = None,
+                  max_pages: int | None = None) -> Document | Skipped | Unchanged:
     """Read one file into a Document, or say why it cannot be used. Never raises for a bad file.
 
     A :class:`Skipped` for what the file holds (no text, binary, too large, ...) has
@@ -161,7 +165,8 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     when it is already indexed: if the file still hashes to it the result is
     :class:`Unchanged`, and nothing is decoded or parsed. Such a file is hashed whole even
     past ``max_bytes`` (it may be the stored one), yet no more than ``max_bytes + 1`` of its
-    bytes are kept in memory.
+    bytes are kept in memory. PDF and DOCX text is extracted from those same bytes
+    (:mod:`searchkit.ingest.formats`); a PDF of more than ``max_pages`` pages is skipped.
     """
     path = Path(path)
     shown = str(path)
@@ -196,16 +201,21 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
         return _unusable(shown, over_cap)
     if not whole:
         return _unusable(shown, "larger than ingest.max_file_mb (it grew while being read)")
-    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
-        return _unusable(shown, "binary file")
-    try:
-        raw = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return _unusable(shown, f"not valid UTF-8 (byte {exc.start})")
     kind = path.suffix.lower().lstrip(".")
     kind = KIND_ALIASES.get(kind, kind)
     try:
-        text, title, metadata = parse_text(raw, kind)
+        if kind in BINARY_KINDS:
+            text, title, metadata = parse_binary(data, kind, max_bytes, max_pages)
+        else:
+            if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+                return _unusable(shown, "binary file")
+            try:
+                raw = data.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                return _unusable(shown, f"not valid UTF-8 (byte {exc.start})")
+            text, title, metadata = parse_text(raw, kind)
+    except FormatError as exc:
+        return _unusable(shown, str(exc))
     except (RecursionError, ValueError) as exc:  # pathological markup nesting
         return _unusable(shown, f"cannot be parsed ({type(exc).__name__})")
     if not text.strip():
@@ -226,6 +236,20 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
 
 def _unusable(path: str, reason: str) -> Skipped:
     return Skipped(path, reason, unusable_content=True)
+
+
+def parse_binary(data: bytes, kind: str, max_bytes: int | None = None,
+                 max_pages: int | None = None) -> tuple[str, str | None, dict[str, Any]]:
+    """Extract (text, title, metadata) from a PDF's or DOCX's bytes.
+
+    Raises:
+        FormatError: the file cannot be used; the message says why.
+    """
+    if kind == "pdf":
+        found = read_pdf(data, max_pages)
+    else:
+        found = read_docx(data, None if max_bytes is None else max_bytes * DOCX_UNPACK_FACTOR)
+    return found.text, found.title, found.metadata
 
 
 def parse_text(raw: str, kind: str) -> tuple[str, str | None, dict[str, Any]]:

@@ -193,7 +193,8 @@ class Indexer:
         with bar:
             for path, key in paths:
                 state = existing.get(key)
-                doc = read_document(path, max_bytes, state[1] if state is not None else None)
+                doc = read_document(path, max_bytes, state[1] if state is not None else None,
+                                    self.settings.max_pages)
                 if isinstance(doc, Unchanged):
                     report.unchanged += 1
                     stamps.append((key, doc.size, doc.mtime))

@@ -19,6 +19,7 @@ from ..backends.base import Backend, DocRow, ReadView
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
+from ..pages import PAGED_KINDS, page_at
 from . import ranking
 
 QUERY_CACHE = 32  # query embeddings kept per open index
@@ -135,8 +136,7 @@ class Searcher:
             if doc_id in best:
                 chunk = best[doc_id]
                 score = chunk_dense.get(chunk.id, chunk_keyword.get(chunk.id, 0.0))
-                passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                                  chunk.char_end, score, chunk.id)
+                passage = _passage(row, chunk.char_start, chunk.char_end, score, chunk.id)
                 if chunk.id in chunk_dense:
                     scores["chunk"] = chunk_dense[chunk.id]
             hits.append(self._hit(rank, final[doc_id], row, passage, scores))
@@ -178,8 +178,7 @@ class Searcher:
         for rank, chunk_id in enumerate(order, 1):
             chunk = chunks[chunk_id]
             row = rows[chunk.doc_id]
-            passage = Passage(row.text[chunk.char_start:chunk.char_end], chunk.char_start,
-                              chunk.char_end, final[chunk_id], chunk_id)
+            passage = _passage(row, chunk.char_start, chunk.char_end, final[chunk_id], chunk_id)
             scores = {name: s[chunk_id] for name, s in (("chunk", dense), ("keyword", keyword))
                       if chunk_id in s}
             hits.append(self._hit(rank, final[chunk_id], row, passage, scores))
@@ -193,3 +192,9 @@ class Searcher:
                    snippet=ranking.snippet(passage.text if passage else row.text,
                                            self.settings.snippet_words),
                    passage=passage, scores=scores)
+
+
+def _passage(row: DocRow, start: int, end: int, score: float, chunk_id: int) -> Passage:
+    """The passage ``row.text[start:end]``, with its first page when the document has pages."""
+    page = page_at(row.text, start) if row.kind in PAGED_KINDS else None
+    return Passage(row.text[start:end], start, end, score, chunk_id, page)

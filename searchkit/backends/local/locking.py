@@ -44,7 +44,7 @@ class WriteLock:
                     who = f"process {holder}" if holder else "another process"
                     raise IndexLockedError(
                         f"{self.path.parent} is being written by {who}; wait for it to finish "
-                        "or pass --wait") from None
+                        "or pass --wait", holder=holder) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
