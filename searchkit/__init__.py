@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (ConfigError, CorruptIndexError, FilterError, IndexLockedError, InputError,
-                     ModelError, ModelMismatchError, ModelNotFoundError, NotAnIndexError,
-                     SchemaVersionError, SearchkitError, UnsupportedModelError)
+from .errors import (ConfigError, CorruptIndexError, FilterError, IndexLockedError,
+                     IndexStoreError, InputError, ModelError, ModelMismatchError,
+                     ModelNotFoundError, NotAnIndexError, ReadOnlyIndexError, SchemaVersionError,
+                     SearchkitError, UnsupportedModelError)
 
 if TYPE_CHECKING:
     from .api import SearchIndex
@@ -37,6 +38,7 @@ __all__ = [
     "Hit", "Passage", "Filters", "SearchkitError", "ConfigError", "InputError", "FilterError",
     "ModelError", "ModelNotFoundError", "ModelMismatchError", "UnsupportedModelError",
     "NotAnIndexError", "CorruptIndexError", "SchemaVersionError", "IndexLockedError",
+    "IndexStoreError", "ReadOnlyIndexError",
 ]
 
 

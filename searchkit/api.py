@@ -32,7 +32,7 @@ from .embedding.protocol import ModelInfo, TokenEmbedder
 from .errors import ConfigError, InputError, ModelMismatchError
 from .filters import Filters, as_filters
 from .hits import Hit
-from .ingest.documents import record_document
+from .ingest.documents import Skipped, record_document
 from .ingest.executors import Executor, LocalExecutor, RayExecutor
 from .ingest.pipeline import Indexer, IngestReport
 from .records import Document
@@ -153,7 +153,8 @@ class SearchIndex:
 
     # -- writing --------------------------------------------------------------------------
 
-    def add_paths(self, paths: Sequence[str | os.PathLike], show_progress: bool = False) -> IngestReport:
+    def add_paths(self, paths: Sequence[str | os.PathLike], show_progress: bool = False,
+                  on_skip: Callable[[Skipped], None] | None = None) -> IngestReport:
         """Index files and folders incrementally.
 
         Unchanged files (same content hash) are not embedded again, changed files replace their
@@ -162,6 +163,7 @@ class SearchIndex:
         Unusable files are reported in ``report.skipped`` and never stop the run; an indexed
         file whose content became unusable (emptied, binary, not UTF-8, too large) also loses
         its entry (counted in ``report.removed``), one that cannot be read keeps it.
+        ``on_skip`` is called with each :class:`Skipped` as soon as it is known.
 
         Raises:
             InputError: a path does not exist, or the folders hold no supported file at all.
@@ -169,7 +171,7 @@ class SearchIndex:
         """
         if not paths:
             raise InputError("no path given to index")
-        return self._add(lambda indexer: indexer.add_paths(paths, self.chunking, show_progress))
+        return self._add(lambda indexer: indexer.add_paths(paths, self.chunking, show_progress, on_skip))
 
     def add_records(self, records: Iterable[Any], show_progress: bool = False) -> IngestReport:
         """Index caller-supplied documents: ``(id, text)``, ``(id, text, metadata)`` tuples or
@@ -277,7 +279,8 @@ class SearchIndex:
                 not loaded) or ``"hybrid"`` (both, fused); default ``search.mode``.
             filters: a :class:`searchkit.Filters`, or a mapping of its ``build`` arguments
                 (``path``, ``type``, ``since``, ``until``, ``where``), applied before ranking.
-            fusion: hybrid fusion, ``"rrf"`` or ``"weighted"`` (default ``search.fusion``).
+            fusion: hybrid fusion, ``"adaptive"``, ``"weighted"`` or ``"rrf"`` (default
+                ``search.fusion``).
 
         Every mode returns one hit per document (unless ``chunks``), with its best passage:
         highest chunk cosine (dense), highest chunk BM25 (keyword), or both fused by rank

@@ -18,6 +18,8 @@ import sys
 from typing import Any, Callable
 
 import click
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .api import export_model
 from .client import Client, hits_of
@@ -91,18 +93,18 @@ def common_options(fn: Callable, with_index: bool = True) -> Callable:
 
 def build_config(index_dir: str | None, config_file: str | None, settings: tuple[str, ...],
                  **flags: Any):
-    overrides: dict[str, Any] = {}
+    sets: dict[str, str] = {}
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
         if key.strip() not in all_keys():
             raise click.BadParameter(f"unknown setting {key.strip()!r}", param_hint="--set")
-        overrides[key.strip()] = value
-    overrides.update({k: v for k, v in flags.items() if v is not None})
+        sets[key.strip()] = value
+    overrides = {k: v for k, v in flags.items() if v is not None}
     if index_dir is not None:
         overrides["index"] = index_dir
-    return load_config(config_file, overrides=overrides)
+    return load_config(config_file, overrides=overrides, settings=sets)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,11 +150,16 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
         "model.name": model, "ann.type": index_type, "chunking.mode": chunking,
         "chunking.size": chunk_size, "model.batch_tokens": batch_tokens,
         "ingest.executor": executor})
-    with open_index(config=config, create=True, wait=wait) as ix:
-        report = ix.add_paths(list(paths), show_progress=not quiet and sys.stderr.isatty())
-        if not quiet:
-            for skipped in report.skipped:
-                click.echo(f"skipped {_printable(skipped.path)}: {skipped.reason}", err=True)
+
+    def print_skip(skipped) -> None:
+        # As they happen, above the progress bar: a long document may embed for minutes.
+        with tqdm.external_write_mode(file=sys.stderr):
+            click.echo(f"skipped {_printable(skipped.path)}: {skipped.reason}", err=True)
+
+    with open_index(config=config, create=True, wait=wait) as ix, \
+            logging_redirect_tqdm(loggers=[log]):
+        report = ix.add_paths(list(paths), show_progress=not quiet and sys.stderr.isatty(),
+                              on_skip=None if quiet else print_skip)
         click.echo(report.summary())
 
 
@@ -164,7 +171,7 @@ def index_cmd(paths, index_dir, config_file, settings, quiet, model, index_type,
               help="dense: vectors; keyword: BM25 over SQLite FTS5; hybrid: both, fused "
                    "(setting search.mode).")
 @click.option("--fusion", type=click.Choice(FUSIONS), default=None,
-              help="How hybrid fuses the two lists (setting search.fusion).")
+              help="How hybrid fuses its lists: adaptive (default), weighted or rrf (setting search.fusion).")
 @click.option("--rerank", type=click.Choice(RERANKS), default=None,
               help="late: rescore the top documents with their best late chunk (setting search.rerank).")
 @click.option("--chunks", is_flag=True, help="Return passages from the chunk index instead of documents.")

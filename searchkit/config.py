@@ -45,7 +45,7 @@ ANN_KINDS = ("flat", "ivf", "hnsw")
 INDEX_TYPES = ("auto", *ANN_KINDS)
 MODES = ("dense", "keyword", "hybrid")
 RERANKS = ("none", "late")
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("adaptive", "weighted", "rrf")
 EXECUTORS = ("local", "ray")
 
 
@@ -132,7 +132,7 @@ class SearchConfig:
     rerank: str = "none"
     rerank_depth: int = 50
     chunk_weight: float = 0.5
-    fusion: str = "weighted"
+    fusion: str = "adaptive"
     keyword_weight: float = 0.2
     rrf_k: int = 60
     snippet_words: int = 40
@@ -217,6 +217,7 @@ POSITIVE = {
     "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
     "server.port", "server.max_body_mb", "server.max_k", "server.max_query_chars",
 }
+NON_EMPTY = {"ingest.extensions"}  # an empty list would index nothing at all
 NON_NEGATIVE = {"model.window_overlap", "ingest.checkpoint_seconds", "ray.gpus_per_worker",
                 "server.write_wait"}
 UNIT_INTERVAL = {"ann.compact_ratio", "search.chunk_weight", "search.keyword_weight"}
@@ -283,10 +284,11 @@ def _coerce(key: str, hint: Any, value: Any, where: str, text: bool = False) -> 
     ``text``: the value is a raw string from a flag or environment variable (see
     :func:`_parse_text`); otherwise it is already typed (a YAML file, or Python code).
     """
+    given = value
     if text and isinstance(value, str):
         value = _parse_text(key, hint, value, where)
     base, optional = _unwrap(hint)
-    bad = ConfigError(f"{key} ({where}): expected {_type_name(hint)}, got {value!r}")
+    bad = ConfigError(f"{key} ({where}): expected {_type_name(hint)}, got {given!r}")
     if value is None:
         if optional:
             return None
@@ -317,11 +319,16 @@ def _coerce(key: str, hint: Any, value: Any, where: str, text: bool = False) -> 
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(_unwrap(hint)[0]) is tuple:
+        return "a list of words, comma-separated (.txt,.md) or in YAML ([.txt, .md])"
     text = getattr(hint, "__name__", None) or str(hint)
     return text.replace("typing.", "").replace("NoneType", "null")
 
 
 def _validate(key: str, value: Any, source: str) -> None:
+    if key in NON_EMPTY and not value:
+        raise ConfigError(f"{key} ({source}): expected a list of one or more words "
+                          "(.txt,.md or [.txt, .md]), got an empty list")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{key} ({source}): must be one of {', '.join(CHOICES[key])}, got {value!r}")
     if key in POSITIVE and value is not None and value <= 0:
@@ -369,7 +376,8 @@ def find_config_file(explicit: str | os.PathLike | None = None,
 def load_config(path: str | os.PathLike | None = None,
                 overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None,
-                discover: bool = True) -> Config:
+                discover: bool = True,
+                settings: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from defaults, a YAML file, the environment and overrides.
 
     Args:
@@ -379,6 +387,9 @@ def load_config(path: str | os.PathLike | None = None,
         overrides: dotted keys to values (from command-line flags); ``None`` values are ignored.
         environ: environment to read ``SEARCHKIT_*`` variables from (default ``os.environ``).
         discover: whether to look for a config file when ``path`` is ``None``.
+        settings: dotted keys to raw strings from ``--set KEY=VALUE``: above the environment,
+            below ``overrides``, and checked even where an override replaces them (every
+            source is validated the same way).
 
     Raises:
         ConfigError: a file is missing or malformed, a key is unknown, or a value is invalid.
@@ -401,6 +412,7 @@ def load_config(path: str | os.PathLike | None = None,
             given += [(key, value, str(file), False) for key, value in _check_mapping(file, data).items()]
     given += [(key, environ[env_var(key)], f"env {env_var(key)}", True)
               for key in keys if env_var(key) in environ]
+    given += [(key, value, "--set", True) for key, value in (settings or {}).items()]
     given += [(key, value, "flag", True) for key, value in (overrides or {}).items() if value is not None]
 
     for key, raw, where, text in given:
@@ -444,7 +456,30 @@ def _check_mapping(file: Path, data: Any) -> dict[str, Any]:
     """The file's settings as dotted keys, or ConfigError if it is not a mapping."""
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of settings, not {type(data).__name__}")
-    return _flatten(data)
+    return _flatten_sections(data, Config, "", str(file))
+
+
+def _flatten_sections(data: Mapping[str, Any], cls: type, prefix: str, where: str) -> dict[str, Any]:
+    """Like :func:`_flatten`, but a section (``search:``) must hold a mapping of its settings
+    (or nothing: every line commented out), and a setting's mapping is its value, not more keys."""
+    fields = _fields(cls)
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        hint = fields[name][0] if name in fields else None
+        if hint is not None and dataclasses.is_dataclass(hint):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                known = ", ".join(f.name for f in dataclasses.fields(hint))
+                raise ConfigError(f"{key} ({where}): expected a section of settings ({known}), "
+                                  f"got {value!r}")
+            flat.update(_flatten_sections(value, hint, f"{key}.", where))
+        elif hint is None and isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat
 
 
 def with_settings(config: Config, settings: Mapping[str, Any], source: str = "override") -> Config:

@@ -44,6 +44,11 @@ class CorruptIndexError(IndexStoreError):
     """The index database is damaged."""
 
 
+class ReadOnlyIndexError(IndexStoreError):
+    """The index folder cannot be written (read-only media, no permission): it can be searched,
+    not changed."""
+
+
 class IndexLockedError(IndexStoreError):
     """Another process is writing to the index; ``holder`` is its pid when known."""
 

@@ -216,6 +216,11 @@ def _condition(key: str, op: str, value: Any, shown: str) -> Condition:
     if isinstance(value, bool):
         if op not in ("=", "!="):
             raise FilterError(f"filter where {shown!r}: true/false only compare with = or !=")
+    elif isinstance(value, int) and not -2**63 <= value < 2**63:
+        # Past SQLite's 64-bit integers: compared as a float, as SQLite reads such stored values.
+        if value.bit_length() > 1023:
+            raise FilterError(f"filter where {shown!r}: number too large")
+        value = float(value)
     elif isinstance(value, float) and not math.isfinite(value):
         raise FilterError(f"filter where {shown!r}: not a finite number")
     elif not isinstance(value, (int, float, str)):

@@ -58,5 +58,10 @@ class EmbeddedDocument:
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:
-    """Metadata as stored: JSON, with values JSON lacks (dates, ...) as their text."""
-    return json.dumps(metadata, ensure_ascii=False, default=str)
+    """Metadata as stored: strict JSON, with values JSON lacks (dates, ...) as their text.
+
+    Ingest cleans metadata first (:func:`searchkit.metadata.plain_metadata`); NaN or Infinity
+    reaching this point is a bug, and raises ValueError rather than storing what SQLite's JSON
+    functions reject.
+    """
+    return json.dumps(metadata, ensure_ascii=False, default=str, allow_nan=False)

@@ -79,13 +79,15 @@ def test_environment_variable_selects_the_index(run, corpus, tmp_path, monkeypat
 @pytest.mark.parametrize("args, message", [
     (["index", "does-not-exist"], "does-not-exist: no such file or folder"),
     (["query", "x", "--index", "nowhere"], "nowhere is not a searchkit index"),
-    (["index", ".", "--set", "search.k=zero"], "search.k (flag): expected int"),
+    (["index", ".", "--set", "search.k=zero"], "search.k (--set): expected int"),
     (["index", ".", "--set", "nokey=1"], "unknown setting 'nokey'"),
     (["query", "x", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
     (["query", "x", "--index", "idx #2"], "idx #2 is not a searchkit index"),
     (["info", "--index", "@idx"], "@idx is not a searchkit index"),
     (["info", "--index", "010"], "010 is not a searchkit index"),
-    (["index", ".", "--set", "search.k=[1"], "search.k (flag): expected int"),
+    (["index", ".", "--set", "search.k=[1"], "search.k (--set): expected int"),
+    (["query", "war", "-k", "1", "--set", "search.k=abc"], "search.k (--set): expected int, got 'abc'"),
+    (["index", ".", "--set", "ingest.extensions="], "ingest.extensions (--set): expected a list of words"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(run, args, message):
     result = run(*args, *FAKE)
@@ -204,3 +206,20 @@ def test_commands_that_need_no_model_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_nan_front_matter_leaves_filtered_queries_working(run, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("---\nscore: .nan\n---\nNotes about capybaras.\n")
+    (docs / "b.md").write_text("---\nyear: 2021\n---\nNotes about otters.\n")
+    result = run("index", docs, "--index", tmp_path / "ix", *FAKE)
+    assert result.exit_code == 0, result.output
+    assert f"searchkit: {docs / 'a.md'}: front matter score: NaN stored as null" in result.output
+    for mode in ("keyword", "dense", "hybrid"):
+        result = run("query", "otters", "--where", "year>=2000", "--index", tmp_path / "ix",
+                     "--mode", mode, "--json")
+        assert result.exit_code == 0, result.output
+        assert [h["path"] for h in json.loads(result.output)["hits"]] == [str(docs / "b.md")]
+    result = run("query", "capybaras", "--where", "score!=1", "--index", tmp_path / "ix", "--json")
+    assert str(docs / "a.md") in [h["path"] for h in json.loads(result.output)["hits"]]

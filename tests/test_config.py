@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,46 @@ def test_extensions_without_a_dot_are_read_as_extensions(tmp_path):
     assert load_config(file, environ={}).ingest.extensions == (".txt", ".md")
     flagged = load_config(overrides={"ingest.extensions": "rst,html"}, environ={}, discover=False)
     assert flagged.ingest.extensions == (".rst", ".html")
+
+
+def test_set_values_are_checked_even_when_a_flag_overrides_them():
+    # The same garbage is an error from --set as from the environment, whatever -k says.
+    with pytest.raises(ConfigError, match=r"search\.k \(--set\): expected int, got 'abc'"):
+        load_config(overrides={"search.k": 1}, settings={"search.k": "abc"}, environ={},
+                    discover=False)
+    with pytest.raises(ConfigError, match=r"search\.k \(env SEARCHKIT_SEARCH_K\)"):
+        load_config(overrides={"search.k": 1}, environ={"SEARCHKIT_SEARCH_K": "abc"}, discover=False)
+    config = load_config(overrides={"search.k": 1}, settings={"search.k": "5", "search.mode": "dense"},
+                         environ={"SEARCHKIT_SEARCH_K": "3"}, discover=False)
+    assert config.search.k == 1 and config.search.mode == "dense"   # flag > --set > env
+    assert load_config(settings={"search.k": "5"}, environ={"SEARCHKIT_SEARCH_K": "3"},
+                       discover=False).search.k == 5
+
+
+@pytest.mark.parametrize("content, message", [
+    ("search: 5\n", r"search \(.*\): expected a section of settings \(k, mode, .*\), got 5"),
+    ("ingest: [.txt]\n", r"ingest \(.*\): expected a section of settings \(extensions, "),
+    ("index:\n  folder: x\n", r"index \(.*\): expected str, got \{'folder': 'x'\}"),
+    ("model:\n  name: {a: 1}\n", r"model\.name \(.*\): expected str"),
+])
+def test_a_value_of_the_wrong_shape_says_what_is_expected(tmp_path, content, message):
+    file = tmp_path / "c.yaml"
+    file.write_text(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(file, environ={})
+    assert "unknown setting" not in str(info.value)
+
+
+def test_a_section_with_every_line_commented_out_is_no_settings(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("search:\n#  k: 3\nmodel:\n  batch_tokens: 100\n")
+    config = load_config(file, environ={})
+    assert config.search == Config().search and config.model.batch_tokens == 100
+
+
+@pytest.mark.parametrize("value", ["", " ", ",", "[]", "null"])
+def test_an_empty_list_setting_says_a_list_is_expected(value):
+    got = "an empty list" if value == "[]" else re.escape(repr(value))
+    expected = r"ingest\.extensions \(--set\): expected a list of (one or more )?words.*\.txt,\.md.*, got "
+    with pytest.raises(ConfigError, match=expected + got):
+        load_config(settings={"ingest.extensions": value}, environ={}, discover=False)

@@ -88,3 +88,22 @@ def test_one_query_runs_on_one_thread_and_matches_the_batch(embedder):
     single = np.stack([embedder.encode_queries([q])[0] for q in queries])
     np.testing.assert_allclose(single, batch, atol=1e-5)
     assert torch.get_num_threads() == before
+
+
+def test_loading_a_model_shows_no_weights_bar_unless_asked(capfd, monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    from searchkit.embedding.models import PROGRESS_ENV, bundled_folder, load_folder
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    was = hf_logging.is_progress_bar_enabled()   # the CLI turns the bars off for its process
+    hf_logging.enable_progress_bar()
+    try:
+        load_folder(bundled_folder())
+        assert "Loading weights" not in capfd.readouterr().err
+        assert hf_logging.is_progress_bar_enabled()   # Hugging Face's own setting is left as found
+        monkeypatch.setenv(PROGRESS_ENV, "0")          # asked for: the bar is Hugging Face's business
+        load_folder(bundled_folder())
+        assert "Loading weights" in capfd.readouterr().err
+    finally:
+        if not was:
+            hf_logging.disable_progress_bar()

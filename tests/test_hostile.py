@@ -8,6 +8,7 @@ chmod 000 blocks nothing).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import random
@@ -18,8 +19,9 @@ from click.testing import CliRunner
 
 from doc_fixtures import (docx_bytes, encrypted_docx_bytes, pdf_bytes, renamed_zip_bytes,
                           zip_bomb_docx_bytes)
-from searchkit import SearchIndex
+from searchkit import Filters, SearchIndex
 from searchkit.ingest import pipeline as indexing
+from searchkit.ingest.executors import LocalExecutor
 from searchkit.cli import main
 from searchkit.config import IngestConfig
 
@@ -41,15 +43,18 @@ def text(rng: random.Random, words: int = 25) -> str:
 
 
 def build_fuzz_corpus(root: Path, seed: int = 7, n_good: int = 40) -> dict[str, set[Path]]:
-    """Write the corpus; returns the paths expected to be indexed and skipped, by kind."""
+    """Write the corpus; returns the paths expected to be indexed ("good"), indexed with one
+    warning ("warned", a subset of "good") and skipped, by reason."""
     rng = random.Random(seed)
-    good, bad = set(), {}
+    good, bad, warned = set(), {}, set()
 
-    def put(rel: str, data: bytes, ok: bool, reason: str | None = None) -> Path:
+    def put(rel: str, data: bytes, ok: bool, reason: str | None = None, warn: bool = False) -> Path:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         (good.add(path) if ok else bad.setdefault(reason, set()).add(path))
+        if warn:
+            warned.add(path)
         return path
 
     for i in range(n_good):
@@ -95,14 +100,28 @@ def build_fuzz_corpus(root: Path, seed: int = 7, n_good: int = 40) -> dict[str, 
     bomb = "---\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
         f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
-    put("markup/bomb.md", (bomb + "---\n# Bomb\n\nText after an alias bomb.\n").encode(), True)
-    put("markup/deep-yaml.md", ("---\nx: " + "[" * 800 + "]" * 800 + "\n---\nBody.\n").encode(), True)
+    put("markup/bomb.md", (bomb + "---\n# Bomb\n\nText after an alias bomb.\n").encode(), True, warn=True)
+    put("markup/deep-yaml.md", ("---\nx: " + "[" * 800 + "]" * 800 + "\n---\nBody.\n").encode(), True,
+        warn=True)
+    # Front matter SQLite's JSON cannot hold (NaN, Infinity) and front matter far over its cap
+    # (40,000 keys: seconds of YAML parsing, and all of it text, before the cap).
+    for i in range(6):
+        put(f"frontmatter/nan{i}.md", (f"---\nscore: {('.nan', '.inf', '-.inf')[i % 3]}\n"
+                                       f"year: {2000 + i}\n---\nNot a number {i}. {text(rng)}").encode(),
+            True, warn=True)
+    keys = "".join(f"k{i}: {i}\n" for i in range(40_000))
+    put("frontmatter/huge.md", f"---\n{keys}---\n# Huge\n\nBody after a huge front matter.\n".encode(),
+        True, warn=True)
+    # Text in UTF-16 and UTF-32 after a byte-order mark.
+    for i, (encoding, bom) in enumerate((("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE),
+                                         ("utf-32-le", codecs.BOM_UTF32_LE))):
+        put(f"wide/w{i}.txt", bom + f"Wide text {i}, café. {text(rng)}".encode(encoding), True)
     put("markup/broken.html", b"<html><body><p>unclosed <b>tags <i>everywhere", True)
     put_hostile_documents(put)
     for i in range(20):
         put(f"other/o{i:03d}.png", b"\x89PNG", False, "unsupported file type")
         put(f"other/.hidden{i}.txt", b"hidden", False, "hidden file")
-    return {"good": good, **bad}
+    return {"good": good, "warned": warned, **bad}
 
 
 def put_hostile_documents(put) -> None:
@@ -186,7 +205,7 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
         assert len(skipped) == len(set(skipped)), "a path was reported twice"
         reasons = {s.path: s.reason for s in report.skipped}
         for reason, paths in expected.items():
-            if reason == "good" or reason in ("unsupported file type", "hidden file"):
+            if reason in ("good", "warned", "unsupported file type", "hidden file"):
                 continue
             for path in paths:
                 assert reason in reasons.get(str(path), ""), (path, reasons.get(str(path)))
@@ -207,6 +226,16 @@ def test_fuzz_corpus_zero_crashes_every_skip_once_nothing_lost(config, fuzz, mon
         hits = ix.search("Page 1234 of a long book", mode="keyword", chunks=True, k=1)
         assert hits[0].key.endswith("long.pdf") and hits[0].passage.page == 1235
 
+        # NaN front matter stored as null: filtered queries work in every mode.
+        for mode in ("dense", "keyword", "hybrid"):
+            hits = ix.search("not a number", k=10, mode=mode, filters=Filters.build(where="year>=2003"))
+            assert {h.path for h in hits} == {str(corpus / "frontmatter" / f"nan{i}.md") for i in (3, 4, 5)}
+            assert all(h.metadata["score"] is None for h in hits)
+        huge, = ix.backend.store.db.execute("SELECT text, metadata FROM documents WHERE key = ?",
+                                    (str(corpus / "frontmatter" / "huge.md"),)).fetchall()
+        assert huge == ("# Huge\n\nBody after a huge front matter.\n", "{}")
+        assert ix.search("Wide text café", k=3, mode="keyword")[0].path.startswith(str(corpus / "wide"))
+
 
 @pytest.mark.parametrize("fuzz", [3], indirect=True)
 def test_cli_reports_each_skip_on_one_printable_line(fuzz, tmp_path, monkeypatch):
@@ -223,6 +252,9 @@ def test_cli_reports_each_skip_on_one_printable_line(fuzz, tmp_path, monkeypatch
     assert summary.startswith("added ")
     n_skipped = int(summary.split("skipped ")[1].split()[0])
     assert len(skip_lines) == n_skipped == len(set(skip_lines))
+    # One warning for each file whose front matter was dropped or changed, naming it.
+    warnings = [line for line in result.output.splitlines() if line.startswith(f"searchkit: {corpus}")]
+    assert sorted(w.split(": ")[1] for w in warnings) == sorted(map(str, expected["warned"]))
     assert len(lines) == n_skipped + 1          # nothing else, no line broken by a newline in a name
     assert any("new\\nline.txt" in line for line in lines) is False  # indexed, so not listed
     assert any("bad\\udcffname.txt: name is not valid UTF-8" in line for line in skip_lines)
@@ -232,3 +264,22 @@ def test_cli_reports_each_skip_on_one_printable_line(fuzz, tmp_path, monkeypatch
     for path, reason in documents.items():
         assert sum(line.startswith(f"skipped {path}: ") and reason in line
                    for line in skip_lines) == 1, (path, reason)
+
+
+@pytest.mark.parametrize("fuzz", [3], indirect=True)
+def test_skips_are_reported_as_they_happen_not_after_the_embedding(config, fuzz, monkeypatch):
+    corpus, _ = fuzz
+    config = dataclasses.replace(config, ingest=IngestConfig(max_file_mb=CAP_BYTES / 1e6, commit_every=4))
+    heard, heard_at_embedding = [], []
+    real_run = LocalExecutor.run
+
+    def run(self, *args, **kwargs):
+        heard_at_embedding.append(len(heard))
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "run", run)
+    with SearchIndex.open(config=config, create=True) as ix:
+        report = ix.add_paths([corpus], on_skip=heard.append)
+    assert heard == report.skipped and len(heard) > 100
+    assert heard_at_embedding[0] > 0           # the walk's skips were out before any model work
+    assert heard_at_embedding[0] < heard_at_embedding[-1]  # later ones came between batches

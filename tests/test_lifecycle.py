@@ -209,10 +209,38 @@ def test_damaged_faiss_file_is_rebuilt_with_one_line(built, damage, logs, tmp_pa
         hits = ix.search("chess king pawn castle", k=3)
         assert hits[0].key in {"r2", "r8"}
         assert live_and_total(ix, "documents") == (12, 12)
+    # The reader could take the writer lock: it saved the file it rebuilt, and said so once.
     lines = [r.getMessage() for r in logs.records if path.name in r.getMessage()]
-    assert len(lines) == 1 and "using SQLite instead" in lines[0]
+    assert len(lines) == 1 and lines[0].endswith("rebuilt from SQLite and saved"), lines
+    VectorIndex.load(path, None)
     result = cli("query", "chess king", "--index", built.index)
     assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "FAISS" not in result.output                  # repaired for good: nothing to say
+
+
+def test_a_reader_that_cannot_repair_says_so_once_and_the_next_writer_repairs(built, logs, tmp_path):
+    from searchkit.backends.local.locking import WriteLock
+
+    folder = tmp_path / "ix"
+    path = sorted(folder.glob("documents.g*.faiss"))[0]
+    path.write_bytes(b"garbage" * 100)
+    damaged = path.read_bytes()
+    with WriteLock(folder):                     # a writer is busy: the reader may not write
+        with SearchIndex.open(config=built) as ix:
+            for _ in range(3):
+                assert ix.search("chess king pawn castle", k=3)[0].key in {"r2", "r8"}
+        with SearchIndex.open(config=built) as ix:   # another open in the same process
+            ix.search("chess king", k=3)
+    lines = [r.getMessage() for r in logs.records if path.name in r.getMessage()]
+    assert len(lines) == 1 and lines[0].endswith("using SQLite instead until a write replaces it")
+    assert path.read_bytes() == damaged
+    # The next writer repairs it, even one with nothing to commit.
+    with SearchIndex.open(config=built) as ix:
+        report = ix.add_records(records(12))
+        assert report.unchanged == 12
+    files = sorted(folder.glob("documents.g*.faiss"))
+    assert len(files) == 1 and files[0].read_bytes() != damaged
+    VectorIndex.load(files[0], None)
 
 
 def test_writer_killed_between_commit_and_rename(built, monkeypatch, logs):

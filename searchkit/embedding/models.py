@@ -14,6 +14,7 @@ this order answers in about the probe timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 from ..errors import ModelError, ModelNotFoundError, UnsupportedModelError
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_ALIASES = {BUNDLED_NAME, "all-MiniLM-L6-v2", "bundled:all-MiniLM-L6-v2", "minilm"}
+# Hugging Face's switch for its progress bars: when set, searchkit leaves them to it.
+PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"
 
 
 @dataclass(frozen=True)
@@ -147,17 +151,36 @@ def load_folder(folder: Path, device: str = "cpu", trust_remote_code: bool = Fal
     # Every ALiBi (JinaBERT-family) folder goes to the native loader, which refuses the variants
     # it cannot compute (base-code) instead of letting plain BERT load them with wrong vectors.
     if jinabert.looks_like_jinabert(folder):
-        return jinabert.build_sentence_transformer(folder, device=device)
+        with quiet_progress_bars():
+            return jinabert.build_sentence_transformer(folder, device=device)
     config = _read_config(folder)
     if config.get("auto_map") and not trust_remote_code:
         raise UnsupportedModelError(
             f"model at {folder} needs code from its repository (auto_map in config.json); "
             "searchkit does not run downloaded code unless model.trust_remote_code is true")
     try:
-        return SentenceTransformer(str(folder), device=device, trust_remote_code=trust_remote_code,
-                                   local_files_only=True)
+        with quiet_progress_bars():
+            return SentenceTransformer(str(folder), device=device,
+                                       trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model at {folder} could not be loaded: {exc}".splitlines()[0]) from None
+
+
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar (a bar per model load on stderr, in every API
+    run) unless asked for: setting ``HF_HUB_DISABLE_PROGRESS_BARS`` (to 0, say) leaves
+    Hugging Face's own choice alone."""
+    from transformers.utils import logging as hf_logging
+
+    if PROGRESS_ENV in os.environ or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def _read_config(folder: Path) -> dict:

@@ -18,6 +18,9 @@ late            best late chunk per document, windows without overlap (each wind
 late-long       best late chunk per document, long late chunking over overlapping windows
 rerank          document vector for the top ``search.rerank_depth`` documents, rescored with
                 their best late chunk (``rerank="late"``), on the late-long index
+default         what a user gets without flags: the built-in ``search`` settings (hybrid
+                search, adaptive fusion) whatever ``--mode`` and ``--set search.*`` say, on
+                the late-long index
 ==============  =============================================================================
 """
 
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..api import SearchIndex
-from ..config import Config, with_settings
+from ..config import Config, SearchConfig, with_settings
 from .datasets import Dataset, load_beir
 from ..embedding.models import locate_or_fall_back
 from ..errors import InputError
@@ -80,6 +83,10 @@ EVAL_MODES: dict[str, Mode] = {m.name: m for m in (
          index={"chunking.mode": "late"}, search={"chunks": True, "distinct": True}),
     Mode("rerank", "document top-N rescored with best late chunk",
          index={"chunking.mode": "late"}, search={"rerank": "late"}),
+    Mode("default", "the built-in search settings (no flags)",
+         index={"chunking.mode": "late"},
+         settings={f"search.{f.name}": getattr(SearchConfig(), f.name)
+                   for f in dataclasses.fields(SearchConfig)}),
 )}
 
 # Settings that shape an index's vectors: they name its folder.

@@ -7,31 +7,46 @@ a run.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import logging
 import os
 import re
 from stat import S_ISREG
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 import yaml
 
 from ..errors import InputError
+from ..metadata import MetadataError, describe, plain_metadata
 from ..records import KIND_ALIASES, Document
 from .formats import DOCX_UNPACK_FACTOR, FormatError, read_docx, read_pdf
 
+log = logging.getLogger(__name__)
+
 BINARY_SNIFF_BYTES = 8192
-# Formats read from bytes by searchkit.ingest.formats rather than decoded as UTF-8 text.
+# Formats read from bytes by searchkit.ingest.formats rather than decoded as text.
 BINARY_KINDS = ("pdf", "docx")
-# Front matter is metadata, not a data store: more values than this is treated as plain text
-# (it also defuses YAML alias bombs, which expand exponentially when copied).
+# Front matter is metadata, not a data store. A block longer than this never reaches the YAML
+# parser (pure-Python YAML takes seconds per megabyte); one with more values than this is
+# dropped too (which also defuses YAML alias bombs, which expand exponentially when copied).
+FRONT_MATTER_MAX_CHARS = 64_000
 FRONT_MATTER_MAX_VALUES = 10_000
+# A byte-order mark says the file is text in that encoding (UTF-32 first: its little-endian
+# mark starts with UTF-16's). UTF-8's own mark is handled by the utf-8-sig codec.
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when installed
 # Elements whose text is never document content.
 HTML_DROP = ("script", "style", "noscript", "template", "svg", "head")
 HTML_BLOCKS = ("p", "div", "section", "article", "li", "tr", "pre", "blockquote",
                "h1", "h2", "h3", "h4", "h5", "h6", "br", "td", "th", "dd", "dt")
-FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+FRONT_MATTER_OPEN = re.compile(r"\A---[ \t]*\r?\n")
+FRONT_MATTER_CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?(?:\n|\Z)", re.M)
+# What the first lines of a YAML mapping look like: "key: value", "- item", indented or comment.
+YAML_LINE = re.compile(r"^(?:[^\s#:\-][^\n]*?:(?:[ \t]|$)|[ \t]+\S|-(?:[ \t]|$)|#)")
 MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 RST_TITLE = re.compile(r"^(?P<title>[^\n]+)\n(?P<rule>[=\-~^\"'`#*+]{3,})[ \t]*$", re.M)
 
@@ -206,18 +221,19 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None,
     try:
         if kind in BINARY_KINDS:
             text, title, metadata = parse_binary(data, kind, max_bytes, max_pages)
+            metadata, changed = plain_metadata(metadata)
+            notes = [f"document metadata {describe(changed)}"] if changed else []
         else:
-            if b"\x00" in data[:BINARY_SNIFF_BYTES]:
-                return _unusable(shown, "binary file")
-            try:
-                raw = data.decode("utf-8-sig")
-            except UnicodeDecodeError as exc:
-                return _unusable(shown, f"not valid UTF-8 (byte {exc.start})")
-            text, title, metadata = parse_text(raw, kind)
+            raw = _decode(data)
+            if isinstance(raw, Skipped):
+                return _unusable(shown, raw.reason)
+            text, title, metadata, notes = parse_text(raw, kind)
     except FormatError as exc:
         return _unusable(shown, str(exc))
     except (RecursionError, ValueError) as exc:  # pathological markup nesting
         return _unusable(shown, f"cannot be parsed ({type(exc).__name__})")
+    if notes:  # once per file content: an unchanged file is never parsed again
+        log.warning("%s: %s", shown, "; ".join(notes))
     if not text.strip():
         return _unusable(shown, "no text")
     absolute = os.path.abspath(path)  # ".." resolved by name, as filters.py reads paths
@@ -238,6 +254,21 @@ def _unusable(path: str, reason: str) -> Skipped:
     return Skipped(path, reason, unusable_content=True)
 
 
+def _decode(data: bytes) -> str | Skipped:
+    """A file's bytes as text: UTF-16 or UTF-32 after their byte-order mark, else UTF-8 (with or
+    without its mark). A :class:`Skipped` (path left empty) says why they are not text."""
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), None)
+    if encoding is None and b"\x00" in data[:BINARY_SNIFF_BYTES]:
+        return Skipped("", "binary file")
+    try:
+        raw = data.decode(encoding or "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return Skipped("", f"not valid {(encoding or 'utf-8').upper()} (byte {exc.start})")
+    if encoding is not None and "\x00" in raw[:BINARY_SNIFF_BYTES]:
+        return Skipped("", "binary file")
+    return raw
+
+
 def parse_binary(data: bytes, kind: str, max_bytes: int | None = None,
                  max_pages: int | None = None) -> tuple[str, str | None, dict[str, Any]]:
     """Extract (text, title, metadata) from a PDF's or DOCX's bytes.
@@ -252,14 +283,19 @@ def parse_binary(data: bytes, kind: str, max_bytes: int | None = None,
     return found.text, found.title, found.metadata
 
 
-def parse_text(raw: str, kind: str) -> tuple[str, str | None, dict[str, Any]]:
-    """Extract (text, title, metadata) from a file's decoded content by its kind."""
+def parse_text(raw: str, kind: str) -> tuple[str, str | None, dict[str, Any], list[str]]:
+    """Extract (text, title, metadata, notes) from a file's decoded content by its kind.
+
+    ``notes`` say what was dropped or changed on the way (front matter too large, a NaN value
+    stored as null), for one warning naming the file.
+    """
     if kind == "html":
-        return (*html_to_text(raw), {})
+        return (*html_to_text(raw), {}, [])
     metadata: dict[str, Any] = {}
     text = raw
+    notes: list[str] = []
     if kind == "md":
-        metadata, text = split_front_matter(raw)
+        metadata, text, notes = split_front_matter(raw)
     title = metadata.get("title") if isinstance(metadata.get("title"), str) else None
     if title is None and kind == "md":
         match = MD_HEADING.search(text)
@@ -267,41 +303,47 @@ def parse_text(raw: str, kind: str) -> tuple[str, str | None, dict[str, Any]]:
     if title is None and kind == "rst":
         match = RST_TITLE.search(text)
         title = match.group("title").strip() if match else None
-    return text, title, metadata
+    return text, title, metadata, notes
 
 
-def split_front_matter(raw: str) -> tuple[dict[str, Any], str]:
-    """Split a leading YAML front-matter block off Markdown text.
+def split_front_matter(raw: str) -> tuple[dict[str, Any], str, list[str]]:
+    """Split a leading YAML front-matter block off Markdown text: (metadata, text, notes).
 
-    A block that is not a YAML mapping is left in the text: it was not front matter.
+    A block that is not a YAML mapping (or not YAML) is left in the text: it was not front
+    matter. Front matter that cannot be kept (longer than :data:`FRONT_MATTER_MAX_CHARS`, more
+    than :data:`FRONT_MATTER_MAX_VALUES` values, nested too deeply) is dropped whole, from the
+    metadata and from the text, with a note; so are values JSON cannot hold (NaN, binary), which
+    become null. A block over the length cap never reaches the YAML parser: it counts as front
+    matter when its first lines look like YAML keys.
     """
-    match = FRONT_MATTER.match(raw)
-    if not match:
-        return {}, raw
+    opener = FRONT_MATTER_OPEN.match(raw)
+    closer = FRONT_MATTER_CLOSE.search(raw, opener.end()) if opener else None
+    if closer is None:
+        return {}, raw, []
+    block, rest = raw[opener.end():closer.start()], raw[closer.end():]
+    if len(block) > FRONT_MATTER_MAX_CHARS:
+        if not _looks_like_yaml(block):
+            return {}, raw, []
+        return {}, rest, [f"front matter ignored: longer than {FRONT_MATTER_MAX_CHARS:,} characters"]
     try:
-        data = yaml.safe_load(match.group(1))
-        if not isinstance(data, dict):
-            return {}, raw
-        # Keep only JSON-friendly scalar values: they are stored as JSON and filtered on.
-        budget = [FRONT_MATTER_MAX_VALUES]
-        clean = {str(k): _plain(v, budget) for k, v in data.items()}
-    except (yaml.YAMLError, RecursionError, ValueError):
-        # Malformed, too deeply nested, or an alias bomb that would expand without bound.
-        return {}, raw
-    return clean, raw[match.end():]
+        data = yaml.load(block, Loader=YAML_LOADER)
+    except yaml.YAMLError:
+        return {}, raw, []
+    except RecursionError:
+        return {}, rest, ["front matter ignored: nested too deeply"]
+    if not isinstance(data, dict):
+        return {}, raw, []
+    try:
+        clean, changed = plain_metadata(data, FRONT_MATTER_MAX_VALUES)
+    except MetadataError as exc:  # too many values (an alias bomb, say) or too deep
+        return {}, rest, [f"front matter ignored: {exc}"]
+    return clean, rest, [f"front matter {describe(changed)}"] if changed else []
 
 
-def _plain(value: Any, budget: list[int]) -> Any:
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise ValueError("front matter holds too many values")
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, budget) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v, budget) for k, v in value.items()}
-    return str(value)  # dates and other YAML types
+def _looks_like_yaml(block: str, lines: int = 20) -> bool:
+    """Whether the first ``lines`` non-blank lines of ``block`` all look like YAML."""
+    head = [line for line in block[:8192].splitlines() if line.strip()][:lines]
+    return bool(head) and all(YAML_LINE.match(line) for line in head)
 
 
 def html_to_text(raw: str) -> tuple[str, str | None]:
@@ -356,7 +398,17 @@ def record_document(key: str, text: str, metadata: dict[str, Any] | None = None,
         raise InputError(f"record id must be a non-empty string, got {key!r}")
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"record {key!r}: text is empty")
-    data = text.encode("utf-8")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InputError(f"record {key!r}: metadata must be a mapping, got {type(metadata).__name__}")
+    try:
+        clean, changed = plain_metadata(metadata or {})
+    except MetadataError as exc:  # a structure that contains itself ends here too
+        raise InputError(f"record {key!r}: metadata {exc}") from None
+    if changed:
+        log.warning("record %r: metadata %s", key, describe(changed))
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # unpaired surrogates: SQLite could not store the text
+        raise InputError(f"record {key!r}: text is not valid Unicode (character {exc.start})") from None
     return Document(key=key, text=text, title=title or key, kind="record",
-                    content_hash=content_hash(data), size=len(data),
-                    metadata=dict(metadata or {}))
+                    content_hash=content_hash(data), size=len(data), metadata=clean)

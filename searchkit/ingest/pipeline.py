@@ -17,7 +17,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
@@ -37,6 +37,8 @@ class IngestReport:
 
     ``updated`` counts every changed entry; ``relabelled`` those of them whose title or
     metadata changed while their text did not, so nothing was embedded for them.
+    ``on_skip``, when set, hears of each skipped path as it happens (the CLI prints them while
+    a long run goes on).
     """
 
     added: int = 0
@@ -47,6 +49,12 @@ class IngestReport:
     tokens: int = 0
     seconds: float = 0.0
     relabelled: int = 0
+    on_skip: Callable[[Skipped], None] | None = field(default=None, repr=False, compare=False)
+
+    def skip(self, item: Skipped) -> None:
+        self.skipped.append(item)
+        if self.on_skip is not None:
+            self.on_skip(item)
 
     @property
     def embedded(self) -> int:
@@ -79,7 +87,8 @@ class Indexer:
         self.executor = executor
 
     def add_paths(self, paths: Sequence[str | os.PathLike], chunking: ChunkingConfig,
-                  show_progress: bool = False) -> IngestReport:
+                  show_progress: bool = False,
+                  on_skip: Callable[[Skipped], None] | None = None) -> IngestReport:
         """Index the files under ``paths``: unchanged ones are counted, new and changed ones
         embedded, files deleted from the given folders removed. A stored file the walk passes
         over but that still exists keeps its entry; one whose content became unusable (emptied,
@@ -90,11 +99,12 @@ class Indexer:
             paths: files and folders (at least one).
             chunking: the index's chunking.
             show_progress: show a progress bar.
+            on_skip: called with each skipped path as soon as it is known.
 
         Raises:
             InputError: a path does not exist, or the folders hold no supported file at all.
         """
-        report = IngestReport()
+        report = IngestReport(on_skip=on_skip)
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
         existing = self.session.states()
         seen: set[str] = set()
@@ -103,7 +113,7 @@ class Indexer:
         roots = [Path(os.path.abspath(p)) for p in paths]
         for item in iter_files(roots, self.settings.extensions):
             if isinstance(item, Skipped):
-                report.skipped.append(item)
+                report.skip(item)
                 continue
             key = os.path.abspath(item)
             if key in seen:  # overlapping roots, or a file named twice
@@ -199,7 +209,7 @@ class Indexer:
                     report.unchanged += 1
                     stamps.append((key, doc.size, doc.mtime))
                 elif isinstance(doc, Skipped):
-                    report.skipped.append(doc)
+                    report.skip(doc)
                     if doc.unusable_content and state is not None:
                         stale.append(state[0])
                 else:
@@ -236,7 +246,7 @@ class Indexer:
             embedded = [item for _, item in group if item is not None]
             empty = [doc for doc, item in group if item is None]
             for doc in empty:
-                report.skipped.append(Skipped(doc.path or doc.key, "no tokens", unusable_content=True))
+                report.skip(Skipped(doc.path or doc.key, "no tokens", unusable_content=True))
             # What was indexed from a document's earlier content must not stay searchable.
             stale = [existing[d.key][0] for d in empty if d.key in existing]
             old_ids = [existing[d.key][0] for d, item in group if item is not None and d.key in existing]

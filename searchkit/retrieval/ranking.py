@@ -83,6 +83,8 @@ def fuse(dense: Mapping[int, float], keyword: Mapping[int, float], method: str,
     """
     if method == "weighted":
         return weighted_fusion(dense, keyword, keyword_weight, depth)
+    if method != "rrf":
+        raise ValueError(f"unknown fusion {method!r}")
     order = [sorted(dense, key=lambda i: -dense[i]), sorted(keyword, key=lambda i: -keyword[i])]
     return rrf(order, rrf_k, [2.0 * (1.0 - keyword_weight), 2.0 * keyword_weight])
 

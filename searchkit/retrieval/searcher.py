@@ -9,6 +9,7 @@ ranking arithmetic is in :mod:`searchkit.retrieval.ranking`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -20,9 +21,13 @@ from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
 from ..pages import PAGED_KINDS, page_at
+from . import fusion as adaptive_fusion
 from . import ranking
 
 QUERY_CACHE = 32  # query embeddings kept per open index
+# The adaptive fusion's late list: each document's best chunk among this many chunks per
+# candidate asked of the other lists (a chunk-vector search).
+CHUNKS_PER_CANDIDATE = 4
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -97,11 +102,13 @@ class Searcher:
     def _documents(self, view: ReadView, query: Query) -> list[Hit]:
         settings = self.settings
         qvec, text, k, mode, filters = query.vector, query.text, query.k, query.mode, query.filters
+        adaptive = mode == "hybrid" and query.fusion == "adaptive"
         depth = k if mode == "dense" and query.rerank != "late" else max(k, settings.rerank_depth)
         lists: dict[str, dict[int, float]] = {}   # "dense" cosines, "late", "keyword" BM25
         if qvec is not None:
             lists["dense"] = view.vector_search("documents", qvec, depth, filters)
-            if query.rerank == "late":
+            # Adaptive fusion weighs the best late chunk as a list of its own.
+            if query.rerank == "late" and not adaptive:
                 rows_c, vecs_c = view.chunks_of(list(lists["dense"]), qvec.shape[0])
                 best = ranking.best_chunks(qvec, rows_c, vecs_c)
                 lists["late"] = ranking.late_rerank(
@@ -109,24 +116,75 @@ class Searcher:
         if mode != "dense":
             lists["keyword"] = view.keyword_documents(text, depth, filters) if text else {}
         vector = lists.get("late", lists.get("dense", {}))
-        if mode == "hybrid":
+        chunk_keyword = None
+        if adaptive:
+            if adaptive_fusion.SHIPPED.late_share > 0:
+                lists["best_chunk"] = self._best_chunk_per_document(
+                    view, qvec, CHUNKS_PER_CANDIDATE * depth, filters)
+            final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
+        elif mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], query.fusion, settings.keyword_weight,
                                  settings.rrf_k, depth)
         else:
             final = vector if mode == "dense" else lists["keyword"]
         order = sorted(final, key=lambda i: -final[i])[:k]
-        return self._hits(view, order, final, qvec, text, lists)
+        return self._hits(view, order, final, qvec, text, lists, chunk_keyword)
+
+    def _adaptive(self, view: ReadView, lists: Mapping[str, Mapping[int, float]],
+                  text: str | None, depth: int, k: int) -> tuple[dict[int, float], dict[int, float]]:
+        """Query-adaptive fusion (:mod:`searchkit.retrieval.fusion`): ``id → score``, and the
+        BM25 of the matching chunks of the first stage's head (``chunk id → score``), which
+        also pick the hits' passages."""
+        weights = dataclasses.replace(adaptive_fusion.SHIPPED,
+                                      head=max(k, adaptive_fusion.SHIPPED.head))
+        # Without a late list its column is all zeros, which a zero late_share never reads.
+        ev = adaptive_fusion.gather({"dense": lists.get("dense", {}),
+                                     "late": lists.get("best_chunk", {}),
+                                     "keyword": lists.get("keyword", {})}, depth)
+        if not len(ev.ids):
+            return {}, {}
+        first = adaptive_fusion.first_stage(ev, weights)
+        head = ev.ids[np.argsort(-first, kind="stable")[:weights.head]].tolist()
+        chunk_keyword = view.keyword_chunks(text, head) if text and lists.get("keyword") else {}
+        passage = np.zeros(len(ev.ids))
+        if chunk_keyword:
+            rows = view.chunks(chunk_keyword)
+            found = [c for c in chunk_keyword if c in rows]   # best first
+            docs = np.fromiter((rows[c].doc_id for c in found), dtype=np.int64, count=len(found))
+            scores = np.fromiter((chunk_keyword[c] for c in found), dtype=float, count=len(found))
+            # A document's first row is its best passage.
+            docs, first_row = np.unique(docs, return_index=True)
+            sorter = np.argsort(ev.ids)
+            passage[sorter[np.searchsorted(ev.ids, docs, sorter=sorter)]] = scores[first_row]
+        final = adaptive_fusion.second_stage(first, passage, weights)
+        return dict(zip(ev.ids.tolist(), final.tolist())), dict(chunk_keyword)
+
+    def _best_chunk_per_document(self, view: ReadView, qvec: np.ndarray, n: int,
+                                 filters: Filters | None) -> dict[int, float]:
+        """``doc id → cosine`` of each document's best chunk among the top ``n`` chunks."""
+        top = view.vector_search("chunks", qvec, n, filters)
+        rows = view.chunks(top)
+        found = [c for c in top if c in rows]
+        docs = np.fromiter((rows[c].doc_id for c in found), dtype=np.int64, count=len(found))
+        scores = np.fromiter((top[c] for c in found), dtype=float, count=len(found))
+        # ``top`` is best first, so each document's first chunk is its best.
+        docs, first_row = np.unique(docs, return_index=True)
+        order = np.argsort(first_row, kind="stable")
+        return dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
 
     def _hits(self, view: ReadView, order: list[int], final: Mapping[int, float],
               qvec: np.ndarray | None, text: str | None,
-              lists: Mapping[str, Mapping[int, float]]) -> list[Hit]:
-        """Hits for ranked document ids, each with its best passage and per-list scores."""
+              lists: Mapping[str, Mapping[int, float]],
+              chunk_keyword: Mapping[int, float] | None = None) -> list[Hit]:
+        """Hits for ranked document ids, each with its best passage and per-list scores
+        (``chunk_keyword``: chunk BM25s already read for these documents, if any)."""
         rows = view.documents(order)
         order = [i for i in order if i in rows]   # defensive: rows come from the same snapshot
         rows_c, vecs_c = view.chunks_of(order, qvec.shape[0] if qvec is not None else None)
         chunk_dense = dict(zip((c.id for c in rows_c), (vecs_c @ qvec).tolist())) \
             if qvec is not None else {}
-        chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
+        if chunk_keyword is None:
+            chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
         best = ranking.best_passages(order, rows_c, chunk_dense, chunk_keyword, self.settings.rrf_k)
         hits = []
         for rank, doc_id in enumerate(order, 1):
@@ -152,10 +210,12 @@ class Searcher:
         both = qvec is not None and text is not None
         total = view.count("chunks")
         depth = max(k, settings.rerank_depth) if both else k
+        # Adaptive fusion ranks documents; passage lists keep the fixed-weight fusion.
+        fusion = "weighted" if query.fusion == "adaptive" else query.fusion
         while True:
             dense = view.vector_search("chunks", qvec, depth, filters) if qvec is not None else {}
             keyword = view.keyword_chunks(text, limit=depth, filters=filters) if text else {}
-            final = ranking.fuse(dense, keyword, query.fusion, settings.keyword_weight,
+            final = ranking.fuse(dense, keyword, fusion, settings.keyword_weight,
                                  settings.rrf_k, depth) if both else dense or keyword
             ranked = sorted(final, key=lambda i: -final[i])
             if not query.distinct:

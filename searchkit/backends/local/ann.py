@@ -65,6 +65,14 @@ def choose_params(config: AnnConfig, n_vectors: int) -> AnnParams:
     return AnnParams("flat")
 
 
+def why_not(kind: str, n_vectors: int) -> str | None:
+    """Why :func:`choose_params` does not give ``kind`` to a table of ``n_vectors``, or None."""
+    if kind == "ivf" and n_vectors < MIN_POINTS_PER_LIST:
+        return (f"{n_vectors} vectors are too few to train IVF (it needs {MIN_POINTS_PER_LIST}): "
+                "flat (exact) until a write brings enough, then IVF")
+    return None
+
+
 def params_of(index: faiss.Index) -> AnnParams:
     """The structure of a FAISS index built by :meth:`VectorIndex.build` (read from a file).
 

@@ -20,30 +20,24 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ...config import Config
-from ...errors import CorruptIndexError, IndexLockedError, IndexStoreError
+from ...errors import IndexStoreError
 from ...filters import Filters
 from ...records import EmbeddedDocument
 from ..base import TABLES, ChunkRow, DocRow
 from . import ann
 from .caches import VectorCaches
-from .locking import WriteLock
+from .locking import LOCK_NAME, WriteLock
 from .sql import fts_query, where_sql
-from .store import DB_NAME, Store, creatable
+from .store import DB_NAME, Store, creatable, explain, make_folder
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
 
 
 def store_error(folder: Path, exc: sqlite3.DatabaseError) -> IndexStoreError:
-    """The searchkit error for an SQLite error on the index in ``folder``."""
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return IndexLockedError(f"{folder / DB_NAME} stayed busy too long ({text}); try again")
-    if isinstance(exc, sqlite3.OperationalError) and ("no such" in text or "disk" in text
-                                                      or "full" in text or "readonly" in text):
-        return IndexStoreError(f"{folder / DB_NAME}: {text}")
-    return CorruptIndexError(f"{folder / DB_NAME} is damaged ({text}); restore it from a backup "
-                             "or delete the folder and index again")
+    """The searchkit error for an SQLite error on the index in ``folder``: damage only when
+    SQLite's integrity check fails (see :func:`store.explain`)."""
+    return explain(folder / DB_NAME, exc)
 
 
 @contextlib.contextmanager
@@ -74,6 +68,9 @@ class LocalBackend:
         self._stores: list[Store] = []
         self._stores_lock = threading.Lock()
         self._create, self._wait = create, wait
+        # Set when this object created the index (and whether the folder too), until a write
+        # succeeds: a failed first write then removes what was created (see _discard).
+        self._created: bool | None = None
         self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
         _ = self.store  # open (and create or migrate) the database now, in the opening thread
 
@@ -96,11 +93,35 @@ class LocalBackend:
     def _open_store(self) -> Store:
         folder, wait = self.folder, self._wait
         if self._create and not (folder / DB_NAME).exists() and creatable(folder):
+            made_folder = not folder.exists()
             # Two processes creating one index must not both run the migrations.
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
             with WriteLock(folder, CREATE_WAIT if wait is None else wait):
-                return Store.open(folder, create=True)
+                store = Store.open(folder, create=True)
+            self._created = made_folder
+            return store
         return Store.open(folder, create=self._create)
+
+    def _holds_nothing(self) -> bool:
+        try:
+            return not self.store.count("documents")
+        except sqlite3.DatabaseError:  # let the first error through, untouched
+            return False
+
+    def _discard(self) -> None:
+        """Remove the index this object created, after its first write failed with nothing
+        stored (``searchkit index missing_dir --index new``): a failed first run leaves no
+        index behind. Called under the writer lock; the next use creates the index afresh."""
+        made_folder, self._created = self._created, None
+        self.close()
+        self.caches = VectorCaches(self.folder, lambda: self.store, self.config.ann, shared=True)
+        for path in self.folder.iterdir():
+            if path.name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME) \
+                    or path.name.endswith((".faiss", ".tmp")):
+                path.unlink(missing_ok=True)
+        if made_folder:
+            with contextlib.suppress(OSError):  # not empty: something else was put there
+                self.folder.rmdir()
 
     def close(self) -> None:
         with self._stores_lock:
@@ -129,14 +150,21 @@ class LocalBackend:
     @contextlib.contextmanager
     def write(self, wait: float | None = None) -> Iterator["LocalWriteSession"]:
         """The folder's writer lock for the length of the ``with``, and a session to write with."""
+        with sqlite_errors(self.folder):
+            store = self.store    # opened (or created afresh after a discarded first write) first
         with sqlite_errors(self.folder), WriteLock(self.folder, wait):
-            session = LocalWriteSession(self, self.store)
+            session = LocalWriteSession(self, store)
             ann.set_threads(ann.DEFAULT_THREADS)   # builds and training use every core
             try:
                 yield session
                 session.finish()
+            except BaseException:
+                if self._created is not None and self._holds_nothing():
+                    self._discard()
+                raise
             finally:
                 ann.set_threads(1)
+            self._created = None
             # The writer is done with its indexes: readers in this process take them over.
             if session.caches.saved_generation == self.store.generation:
                 self.caches.adopt(session.caches.loaded(), self.store.generation)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -25,10 +26,12 @@ from typing import Callable
 
 import numpy as np
 
-from .ann import AnnParams, VectorIndex, choose_params
+from .ann import AnnParams, VectorIndex, choose_params, why_not
 from ...config import AnnConfig
+from ...errors import IndexStoreError
 from ...records import EmbeddedDocument
 from ..base import TABLES
+from .locking import WriteLock
 from .store import DB_NAME, Store
 
 log = logging.getLogger("searchkit")
@@ -39,6 +42,17 @@ KEEP_GENERATIONS = 2
 # database being created (store._create, under the writer lock like every write, so no live
 # process owns one while a writer holds the lock).
 LEFTOVER_GLOBS = ("*.faiss.*.tmp", f".{DB_NAME}.*.tmp", f".{DB_NAME}.*.tmp-wal", f".{DB_NAME}.*.tmp-shm")
+# FAISS files this process found unreadable, as (path, size, mtime): each is reported once per
+# process, and no save counts the folder's files as current while one is still there.
+_UNREADABLE: set[tuple[str, int, int]] = set()
+
+
+def _stamp(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_size, st.st_mtime_ns
 
 
 class VectorCaches:
@@ -136,18 +150,27 @@ class VectorCaches:
 
     def _load(self, table: str, generation: int, cached: VectorIndex | None) -> VectorIndex:
         dim = self.dimension()
-        index, source, warned = None, None, False
+        index, source, warned = None, None, {}
         if cached is not None and cached.params == self._params(table) \
                 and _tombstone_share(cached, self.store.count(table)) <= self.config.compact_ratio:
             # A shared index may be in use by another thread: catch up a copy of it.
             index = cached.copy() if self.shared else cached
         else:
             index, source, warned = self._load_newest(table, generation, dim)
-        if index is None:
+        built = index is None
+        if built:
             if self.store.count(table) and not warned:
                 log.warning("no FAISS file for %s; rebuilt from SQLite", table)
             index = self.build(table, self._params(table))
-        else:
+        repaired = False
+        if built and self.shared and self.file(table, generation) in warned:
+            # A reader: write the repair now if nobody is writing (a writer saves anyway).
+            repaired = self._save_repaired(table, generation, index)
+        for path, problem in warned.items():
+            log.warning("FAISS file %s is unreadable (%s); %s", path.name, problem,
+                        "rebuilt from SQLite and saved" if repaired and path == self.file(table, generation)
+                        else "using SQLite instead until a write replaces it")
+        if not built:
             added, removed = self._catch_up(table, index, dim)
             if (added or removed) and source is not None:
                 current = source == self.file(table, generation)
@@ -162,10 +185,11 @@ class VectorCaches:
         return int(model.get("dimension", 1))
 
     def _load_newest(self, table: str, generation: int,
-                     dim: int) -> tuple[VectorIndex | None, Path | None, bool]:
+                     dim: int) -> tuple[VectorIndex | None, Path | None, dict[Path, str]]:
         """The newest readable FAISS file of ``table`` (this generation's first), its path, and
-        whether a damaged file was reported on the way."""
+        the damaged files found on the way that this process has not reported yet, with why."""
         bad: set[Path] = set()
+        new: dict[Path, str] = {}
         for _ in range(2):  # a writer may swap files while we look: list them again once
             # A file saved by a writer that crashed before recording its checksum, or by a
             # searchkit before checksums, has none: it is loaded on FAISS's own checks alone.
@@ -178,13 +202,15 @@ class VectorCaches:
                     if index.dim != dim:
                         raise ValueError(f"dimension {index.dim}, not {dim}")
                 except ValueError as exc:
-                    if path.exists():  # else the writer swapped it away while we read it
+                    stamp = _stamp(path)
+                    if stamp is not None:  # else the writer swapped it away while we read it
                         bad.add(path)
-                        log.warning("FAISS file %s is unreadable (%s); using SQLite instead",
-                                    path.name, exc)
+                        if stamp not in _UNREADABLE:
+                            _UNREADABLE.add(stamp)
+                            new[path] = str(exc)
                     continue
-                return index, path, bool(bad)
-        return None, None, bool(bad)
+                return index, path, new
+        return None, None, new
 
     def _catch_up(self, table: str, index: VectorIndex, dim: int) -> tuple[int, int]:
         """Bring ``index`` level with SQLite by id; returns (vectors added, ids removed).
@@ -202,6 +228,21 @@ class VectorCaches:
             ids, vectors = self.store.vectors(table, dim, ids=new)
             index.add(ids, vectors)
         return len(new), removed
+
+    def _save_repaired(self, table: str, generation: int, index: VectorIndex) -> bool:
+        """Replace this generation's unreadable file with ``index`` (rebuilt from SQLite at
+        ``generation``), if this process can take the writer lock at once and no writer has
+        saved a newer generation since; else the next write does it."""
+        path = self.file(table, generation)
+        try:
+            with WriteLock(self.folder):
+                newer = [p for p in self.folder.glob(f"{table}.g*.faiss") if _generation_of(p) > generation]
+                if newer or _stamp(path) not in _UNREADABLE:
+                    return False
+                self.store.record_checksum(path.name, index.save(path))
+        except (IndexStoreError, OSError, sqlite3.DatabaseError):
+            return False
+        return True
 
     def build(self, table: str, params: AnnParams) -> VectorIndex:
         ids, vectors = self.store.vectors(table, self.dimension())
@@ -238,8 +279,9 @@ class VectorCaches:
         from an interrupted writer (older generations, temporary files)."""
         generation = self.store.generation
         wanted = {self.file(table, generation).name for table in TABLES}
-        present = {p.name for p in self.folder.glob("*.faiss")}
-        return present == wanted and not _leftovers(self.folder)
+        files = list(self.folder.glob("*.faiss"))
+        return {p.name for p in files} == wanted and not _leftovers(self.folder) \
+            and not any(_stamp(p) in _UNREADABLE for p in files)
 
     def checkpoint(self) -> None:
         """During a long write, save the FAISS caches every ``ingest.checkpoint_seconds``, so
@@ -319,7 +361,11 @@ class VectorCaches:
         """Rebuild every index from SQLite with the structure suited to its size, and save."""
         config = self.effective_config()
         for table in TABLES:
-            self._index[table] = self.build(table, choose_params(config, self.store.count(table)))
+            count = self.store.count(table)
+            reason = why_not(config.type, count)
+            if reason is not None:  # asked for by name: say why it is not used
+                log.warning("%s: %s", table, reason)
+            self._index[table] = self.build(table, choose_params(config, count))
         self.save()
 
     def finish_write(self) -> None:
@@ -336,6 +382,11 @@ def _needs_rebuild(have: AnnParams, want: AnnParams) -> bool:
     if have.kind == "ivf":
         return not (want.nlist / 2 <= (have.nlist or 1) <= want.nlist * 2)
     return False
+
+
+def _generation_of(path: Path) -> int:
+    number = path.name.rsplit(".g", 1)[-1][:-len(".faiss")]
+    return int(number) if number.isdigit() else -1
 
 
 def _leftovers(folder: Path) -> list[Path]:

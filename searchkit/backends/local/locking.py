@@ -7,12 +7,13 @@ refused writer can name it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
 from pathlib import Path
 
-from ...errors import IndexLockedError
+from ...errors import IndexLockedError, IndexStoreError, ReadOnlyIndexError
 
 LOCK_NAME = "write.lock"
 
@@ -30,8 +31,17 @@ class WriteLock:
 
         Raises:
             IndexLockedError: another live process holds it.
+            ReadOnlyIndexError: the lock file cannot be made (read-only media, no permission).
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ReadOnlyIndexError(
+                    f"{self.path.parent} cannot be written ({exc.strerror}: {LOCK_NAME}); "
+                    "an index there can be searched, not changed") from None
+            raise IndexStoreError(f"{self.path.parent}: cannot make {LOCK_NAME} "
+                                  f"({exc.strerror or exc})") from None
         deadline = None if self.wait is None else time.monotonic() + self.wait
         while True:
             try:

@@ -22,9 +22,12 @@ makes it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import sqlite3
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -33,13 +36,19 @@ import numpy as np
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from ...errors import CorruptIndexError, NotAnIndexError, SchemaVersionError
+from ...errors import (CorruptIndexError, IndexLockedError, IndexStoreError, NotAnIndexError,
+                       ReadOnlyIndexError, SchemaVersionError)
+from ...metadata import plain_metadata
 from .locking import LOCK_NAME, WriteLock
 from ...filters import escape_glob
 from ...records import EmbeddedDocument, metadata_json
 from ..base import ChunkRow, DocRow
 
+log = logging.getLogger("searchkit")
+
 DB_NAME = "searchkit.db"
+# Manifest key: every row's metadata is strict JSON (set at creation, or once repaired).
+STRICT_JSON = "metadata_strict_json"
 # The only tables whose names are ever put into SQL text; every value travels as a parameter.
 VECTOR_TABLES = ("documents", "chunks")
 # Values bound per ``IN (…)`` list: SQLite caps the variables of one statement (999 before
@@ -181,17 +190,18 @@ class Store:
             if not creatable(folder):
                 raise NotAnIndexError(f"{folder} is a non-empty folder that is not a searchkit index; "
                                       "choose an empty or new folder for --index")
-            folder.mkdir(parents=True, exist_ok=True)
-            _create(path)
+            make_folder(folder)
+            try:
+                _create(path)
+            except OSError as exc:
+                raise _cannot_write(folder, exc) from None
         try:
-            # One connection per thread (LocalBackend); not checked by sqlite3, so the backend
-            # can close every thread's connection when it closes.
-            conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+            conn = _connect(path)
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA foreign_keys = ON")
             tables = set(db.table_names())
         except sqlite3.DatabaseError as exc:
-            raise CorruptIndexError(f"{path} is not a readable SQLite database ({exc})") from None
+            raise explain(path, exc, "cannot be opened") from None
         store = cls(db, path)
         if not tables:
             raise NotAnIndexError(f"{path} is an empty database, not a searchkit index")
@@ -206,7 +216,40 @@ class Store:
                 f"{SCHEMA_VERSION}); upgrade searchkit to open it")
         if version < SCHEMA_VERSION:
             store._migrate(folder, migrate_wait)
+        if not store.manifest().get(STRICT_JSON):
+            store._repair_metadata(folder)
         return store
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process may write to the index folder (false on read-only media)."""
+        return os.access(self.path.parent, os.W_OK)
+
+    def _repair_metadata(self, folder: Path) -> None:
+        """Rewrite metadata an older searchkit stored as JSON that is not JSON (``NaN``,
+        ``Infinity``, which SQLite's JSON functions reject, so every filtered query failed)
+        as strict JSON, NaN and Infinity as null; then mark the index checked.
+
+        Done once per index, by the first process that opens it where it can be written while
+        no writer runs; until then a filtered query on such a row reports the cause.
+        """
+        if not self.writable:
+            return
+        try:
+            lock = WriteLock(folder).acquire()
+        except IndexStoreError:  # a writer is busy (it, or a later opener, will do this)
+            return
+        try:
+            rows = self.db.execute("SELECT id, metadata FROM documents WHERE NOT json_valid(metadata)")
+            fixed = [(metadata_json(_lenient_metadata(text)), doc_id) for doc_id, text in rows]
+            with self.db.atomic():
+                self.db.conn.executemany("UPDATE documents SET metadata = ? WHERE id = ?", fixed)
+                self._put({STRICT_JSON: True})
+        finally:
+            lock.release()
+        if fixed:
+            log.warning("%s: repaired the metadata of %d document(s) written as JSON SQLite cannot "
+                        "read (NaN or Infinity, now null)", self.path, len(fixed))
 
     def _migrate(self, folder: Path, wait: float) -> None:
         # Two processes opening an old index at once must not both run a migration, and a
@@ -226,8 +269,10 @@ class Store:
     def manifest(self) -> dict[str, Any]:
         try:
             return {r["key"]: json.loads(r["value"]) for r in self.db.query("SELECT key, value FROM manifest")}
-        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
-            raise CorruptIndexError(f"{self.path} is damaged: cannot read the manifest ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            raise explain(self.path, exc, "cannot read its manifest") from None
+        except (ValueError, TypeError) as exc:
+            raise CorruptIndexError(f"{self.path} holds a manifest searchkit did not write ({exc})") from None
 
     def _put(self, values: dict[str, Any]) -> None:
         self.db["manifest"].upsert_all(
@@ -243,6 +288,19 @@ class Store:
         but without bumping the generation, so the FAISS files just saved stay current."""
         with self.db.atomic():
             self._put(values)
+
+    def record_checksum(self, name: str, checksum: int) -> None:
+        """Record one FAISS file's checksum at once, on a connection of its own (the caller may
+        be a reader inside a snapshot, which must stay read-only). Writer lock held."""
+        conn = _connect(self.path)
+        try:
+            with conn:
+                row = conn.execute("SELECT value FROM manifest WHERE key = 'faiss_crc32'").fetchone()
+                sums = {**(json.loads(row[0]) if row else {}), name: checksum}
+                conn.execute("INSERT OR REPLACE INTO manifest (key, value) VALUES ('faiss_crc32', ?)",
+                             [json.dumps(sums)])
+        finally:
+            conn.close()
 
     @property
     def generation(self) -> int:
@@ -486,6 +544,93 @@ def creatable(folder: Path) -> bool:
         p for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_NAME)
 
 
+def make_folder(folder: Path) -> None:
+    """Create the index folder (and its parents) or say in one line why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(folder, exc) from None
+
+
+def _cannot_write(folder: Path, exc: OSError) -> IndexStoreError:
+    cause = exc.strerror or str(exc)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ReadOnlyIndexError(f"cannot create an index in {folder}: {cause}")
+    return IndexStoreError(f"cannot create an index in {folder}: {cause}")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection to the index database, read-only when its folder cannot be written.
+
+    On read-only media SQLite cannot create the ``-wal`` and ``-shm`` files a WAL database
+    needs: with both already there (a copy taken while a writer had the index open) the
+    database is opened read-only and reads them; with no ``-wal`` (the last writer closed
+    cleanly, which checkpoints and removes it) it is opened immutable, which needs neither.
+    One connection per thread (LocalBackend); not checked by sqlite3, so the backend can close
+    every thread's connection when it closes.
+    """
+    if os.access(path.parent, os.W_OK):
+        return sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+    uri = "file:" + urllib.parse.quote(str(path.absolute()))
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if wal.exists() and wal.stat().st_size:
+        if not shm.exists():
+            raise ReadOnlyIndexError(
+                f"{path.parent} is read-only and {wal.name} holds writes SQLite cannot read there "
+                f"without {shm.name}; copy the folder somewhere writable to open it")
+        return sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+    return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
+def explain(path: Path, exc: sqlite3.DatabaseError, doing: str = "failed") -> IndexStoreError:
+    """The searchkit error for an SQLite error on the database at ``path``.
+
+    Only a failed integrity check makes it damage (:class:`CorruptIndexError`, with the advice
+    to restore or re-index); a busy database is :class:`IndexLockedError`; anything else keeps
+    SQLite's own words and says the database itself is sound.
+    """
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return IndexLockedError(f"{path} stayed busy too long ({text}); try again")
+    if "readonly" in text or "read-only" in text:
+        return ReadOnlyIndexError(f"{path} {doing}: {text} (the folder or file cannot be written)")
+    if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "disk" in text
+                                                      or "full" in text):
+        return IndexStoreError(f"{path} {doing}: {text}")
+    problem = integrity_problem(path)
+    if problem is not None:
+        return CorruptIndexError(f"{path} is damaged ({text}; integrity check: {problem}); "
+                                 "restore it from a backup or delete the folder and index again")
+    if "JSON" in text:
+        return IndexStoreError(
+            f"{path}: the metadata of some documents is not valid JSON ({text}); the database "
+            "itself is sound: open the index once where it can be written to repair it")
+    return IndexStoreError(f"{path} {doing}: {text} (the database passes its integrity check)")
+
+
+def integrity_problem(path: Path) -> str | None:
+    """The first problem ``PRAGMA quick_check`` finds in the database at ``path``, else None."""
+    try:
+        conn = _connect(path)
+        try:
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            conn.close()
+    except (sqlite3.DatabaseError, IndexStoreError) as exc:
+        return str(exc)
+    return None if verdict == "ok" else str(verdict).splitlines()[0]
+
+
+def _lenient_metadata(text: str) -> dict[str, Any]:
+    """Stored metadata read as Python's json reads it (NaN and Infinity allowed), as strict
+    JSON values; ``{}`` when it is not even that."""
+    try:
+        data = json.loads(text)
+        return plain_metadata(data)[0] if isinstance(data, dict) else {}
+    except (ValueError, TypeError):
+        return {}
+
+
 def _create(path: Path) -> None:
     """Build a new, empty index database beside ``path`` and rename it into place, so no other
     process ever opens a half-initialised one."""
@@ -499,7 +644,7 @@ def _create(path: Path) -> None:
         migrations.apply(db)
         with db.atomic():
             Store(db, tmp)._put({"schema_version": SCHEMA_VERSION, "generation": 0,
-                                 "created_at": _now()})
+                                 "created_at": _now(), STRICT_JSON: True})
     finally:
         conn.close()
     os.replace(tmp, path)
