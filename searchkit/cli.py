@@ -335,9 +335,12 @@ def info_cmd(index_dir, config_file, settings, quiet, as_json):
         ("chunks index", _fmt(stats["ann"]["chunks"])),
         ("search params", _fmt(stats["search"])),
         ("on disk", f"{stats['bytes_on_disk'] / 1e6:.1f} MB "
-                    f"({', '.join(f'{n} {s / 1e6:.1f} MB' for n, s in stats['files'].items())})"),
+                    f"({', '.join(f'{n} {s / 1e6:.1f} MB' for n, s in stats['files'].items())})"
+         if stats["files"] else "on the server"),
         ("schema / generation", f"{stats['schema_version']} / {stats['generation']}"),
     ]
+    if "milvus" in stats:   # where a backend: milvus index lives
+        lines += [(f"milvus {k}", v) for k, v in stats["milvus"].items()]
     for name, value in lines:
         click.echo(f"{name:>20}: {value}")
 
@@ -392,7 +395,8 @@ def compact_cmd(index_dir, config_file, settings, quiet, wait):
         result = ix.compact()
     dropped = ", ".join(f"{t} {n}" for t, n in result["dropped"].items()) or "none"
     click.echo(f"compacted: tombstones dropped: {dropped}; "
-               f"{result['bytes_before'] / 1e6:.1f} MB -> {result['bytes_after'] / 1e6:.1f} MB")
+               f"{result['bytes_before'] / 1e6:.1f} MB -> {result['bytes_after'] / 1e6:.1f} MB"
+               + (f" ({result['note']})" if result.get("note") else ""))
 
 
 @main.group("model")
