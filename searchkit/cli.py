@@ -21,7 +21,6 @@ import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .api import export_model
 from .client import Client, hits_of
 from .config import (CHUNKING_MODES, EXECUTORS, FUSIONS, INDEX_TYPES, MODES, QUANTIZATIONS, RERANKS, all_keys,
                      env_var, load_config)
@@ -336,9 +335,12 @@ def info_cmd(index_dir, config_file, settings, quiet, as_json):
         ("chunks index", _fmt(stats["ann"]["chunks"])),
         ("search params", _fmt(stats["search"])),
         ("on disk", f"{stats['bytes_on_disk'] / 1e6:.1f} MB "
-                    f"({', '.join(f'{n} {s / 1e6:.1f} MB' for n, s in stats['files'].items())})"),
+                    f"({', '.join(f'{n} {s / 1e6:.1f} MB' for n, s in stats['files'].items())})"
+         if stats["files"] else "on the server"),
         ("schema / generation", f"{stats['schema_version']} / {stats['generation']}"),
     ]
+    if "milvus" in stats:   # where a backend: milvus index lives
+        lines += [(f"milvus {k}", v) for k, v in stats["milvus"].items()]
     for name, value in lines:
         click.echo(f"{name:>20}: {value}")
 
@@ -393,7 +395,8 @@ def compact_cmd(index_dir, config_file, settings, quiet, wait):
         result = ix.compact()
     dropped = ", ".join(f"{t} {n}" for t, n in result["dropped"].items()) or "none"
     click.echo(f"compacted: tombstones dropped: {dropped}; "
-               f"{result['bytes_before'] / 1e6:.1f} MB -> {result['bytes_after'] / 1e6:.1f} MB")
+               f"{result['bytes_before'] / 1e6:.1f} MB -> {result['bytes_after'] / 1e6:.1f} MB"
+               + (f" ({result['note']})" if result.get("note") else ""))
 
 
 @main.group("model")
@@ -417,6 +420,7 @@ def model_export_cmd(config_file, settings, quiet, model, quantize, force):
     """
     _setup_logging(quiet)
     config = build_config(None, config_file, settings, **{"model.quantize": quantize})
+    from .api import export_model  # imported on use, as _open does (see the module doc)
     click.echo(f"exported: {export_model(config, name=model, force=force)}")
 
 

@@ -34,7 +34,8 @@ DEFAULT_MODEL = "jinaai/jina-embeddings-v2-small-en"
 
 # The words each choice accepts, defined once: config checks, the API, the retrieval code, the
 # local backend's FAISS structures and the CLI's click choices all read these.
-BACKENDS = ("local",)
+BACKENDS = ("local", "milvus")
+MILVUS_INDEX_TYPES = ("HNSW", "IVF_FLAT", "AUTOINDEX", "FLAT")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 RUNTIMES = ("auto", "torch", "onnx")
 QUANTIZATIONS = ("none", "int8")
@@ -138,6 +139,25 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class MilvusConfig:
+    """Where a ``backend: milvus`` index lives and how Milvus indexes its vectors."""
+
+    uri: str | None = None             # None: <index>/milvus.db (milvus-lite); or http://host:19530
+    token: str | None = None
+    collection_prefix: str | None = None   # None: searchkit_<index folder name>_
+    index_type: str = "HNSW"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    ef_search: int = 64
+    nlist: int = 1024
+    nprobe: int = 16
+    lease_seconds: float = 60.0        # a server writer's lease (see backends/milvus/locks.py)
+    consistency: str = "Strong"        # what searches wait for (the writer always uses Strong)
+    shards: int = 1                    # per collection, fixed when the index is created
+    replicas: int = 1                  # in-memory replicas a cluster loads (query throughput, HA)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """``searchkit serve``: where it listens, what it lets through, and who may write."""
 
@@ -165,6 +185,7 @@ class Config:
     ann: AnnConfig = field(default_factory=AnnConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    milvus: MilvusConfig = field(default_factory=MilvusConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
@@ -172,6 +193,8 @@ class Config:
 # Settings whose value must be one of a few words; checked after every merge.
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
+    "milvus.index_type": MILVUS_INDEX_TYPES,
+    "milvus.consistency": ("Strong", "Bounded", "Session", "Eventually"),
     "model.device": DEVICES,
     "model.runtime": RUNTIMES,
     "model.quantize": QUANTIZATIONS,
@@ -189,6 +212,8 @@ POSITIVE = {
     "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
     "ann.ef_search", "ingest.max_file_mb", "ingest.max_pages", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
+    "milvus.hnsw_m", "milvus.hnsw_ef_construction", "milvus.ef_search", "milvus.nlist",
+    "milvus.nprobe", "milvus.lease_seconds", "milvus.shards", "milvus.replicas",
     "ray.cpus", "ray.workers", "ray.batch_tokens", "ray.cpus_per_worker", "ray.window_docs",
     "server.port", "server.max_body_mb", "server.max_k", "server.max_query_chars",
 }

@@ -67,3 +67,8 @@ class DatasetError(SearchkitError):
 
 class FilterError(InputError):
     """A search filter is malformed; the message names the filter."""
+
+
+class BackendError(IndexStoreError):
+    """The storage backend cannot be reached, or cannot do what was asked (the message says
+    which server and what it lacks)."""

@@ -99,3 +99,35 @@ def deny_read(monkeypatch):
 
         monkeypatch.setattr(Path, "open", refuse)
     return deny
+
+
+# -- Milvus ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def milvus_lite_uri(tmp_path: Path) -> str:
+    """An embedded milvus-lite database file (created on first use)."""
+    pytest.importorskip("pymilvus", reason="pip install -e '.[milvus]'")
+    pytest.importorskip("milvus_lite", reason="pip install -e '.[milvus]'")
+    return str(tmp_path / "milvus.db")
+
+
+@pytest.fixture(scope="session")
+def milvus_server_uri(tmp_path_factory) -> str:
+    """A real Milvus standalone server (PyPI ``milvus``), started once per test session on
+    127.0.0.1 and stopped at its end; see tests/milvus_server.py."""
+    from milvus_server import MilvusServer, available
+    why = available()
+    if why:
+        pytest.skip(f"no Milvus server: {why}")
+    server = MilvusServer(tmp_path_factory.mktemp("milvus-server"))
+    uri = server.start()
+    yield uri
+    server.stop()
+
+
+@pytest.fixture(params=["lite", "server"])
+def milvus_uri(request) -> str:
+    """Each Milvus flavour in turn: milvus-lite, then the real server."""
+    if request.param == "lite":
+        return request.getfixturevalue("milvus_lite_uri")
+    return request.getfixturevalue("milvus_server_uri")

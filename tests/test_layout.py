@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "searchkit"
 
-STORAGE_LIBRARIES = {"sqlite3", "sqlite_utils", "faiss"}
+STORAGE_LIBRARIES = {"sqlite3", "sqlite_utils", "faiss", "pymilvus", "milvus_lite"}
 MODEL_LIBRARIES = {"torch", "transformers", "sentence_transformers", "tokenizers"}
 # What sits above the model and the backends, which neither may reach.
 ABOVE = ("searchkit.api", "searchkit.cli", "searchkit.ingest", "searchkit.retrieval",

@@ -15,7 +15,18 @@ Opener = Callable[[str, Config, bool, "float | None"], Backend]
 # Name → how to open an index there. Every name here is listed in config.BACKENDS.
 OPENERS: dict[str, Opener] = {
     "local": lambda location, config, create, wait: LocalBackend(location, config, create, wait),
+    "milvus": lambda location, config, create, wait: _milvus(location, config, create, wait),
 }
+
+
+def _milvus(location: str, config: Config, create: bool, wait: float | None) -> Backend:
+    # pymilvus is an optional dependency: import it only when an index asks for Milvus.
+    try:
+        from .milvus import MilvusBackend
+    except ImportError as exc:
+        raise ConfigError(f"backend milvus needs the Milvus client ({exc.name} is missing): "
+                          "pip install 'searchkit[milvus]'") from None
+    return MilvusBackend(config.milvus, create=create, wait=wait, folder=location)
 
 
 def open_backend(name: str, location: str | os.PathLike, config: Config, create: bool = False,

@@ -1,0 +1,5 @@
+"""Milvus storage backend."""
+
+from .backend import MilvusBackend
+
+__all__ = ["MilvusBackend"]
