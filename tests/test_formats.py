@@ -135,16 +135,16 @@ def test_cli_shows_the_page_and_json_carries_it(paged, tmp_path, monkeypatch):
     assert "added 3" in result.output
     result = runner.invoke(main, ["query", "Mount Vesuvius buried Pompeii", "--index", ix, "-k", "1"])
     assert result.exit_code == 0, result.output
-    first = result.output.splitlines()[0]
+    first = result.stdout.splitlines()[0]   # stderr carries log lines (the runtime notice)
     assert "notes.pdf p. 2  —  Notes on three topics" in first
     result = runner.invoke(main, ["query", "Mount Vesuvius buried Pompeii", "--index", ix,
                                   "--json", "-k", "3"])
-    hits = json.loads(result.output)["hits"]
+    hits = json.loads(result.stdout)["hits"]
     assert hits[0]["passage"]["page"] == 2
     assert hits[0]["metadata"] == {"pages": 3, "author": "Ada Writer", "created": "2024-01-31"}
     assert {h["path"].rsplit("/", 1)[1]: h["passage"]["page"] for h in hits}["report.docx"] is None
     result = runner.invoke(main, ["query", "bakery", "--index", ix, "--type", "docx", "--json"])
-    assert [h["title"] for h in json.loads(result.output)["hits"]] == ["Bakery report"]
+    assert [h["title"] for h in json.loads(result.stdout)["hits"]] == ["Bakery report"]
 
 
 def test_pdf_and_docx_are_read_by_default_and_can_be_turned_off(config, paged):
