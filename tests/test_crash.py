@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -38,11 +39,12 @@ SEED = 20261128
 # (phase, trials, seconds after the run's first commit to kill within)
 PHASES = (("new", 2, 0.3), ("update", 2, 0.2), ("remove", 2, 0.003))
 CHANGED_PER_TRIAL = 24
-DELETED_PER_TRIAL = 10
+DELETED_PER_TRIAL = 5
 # How many kills of each phase must land mid-write: half (a slow or busy machine may finish a
 # step before the kill); see BENCHMARKS.md for where they landed. A removal is one commit and
 # one FAISS save a few milliseconds apart, hence its short window.
 MIN_MID_WRITE = {"new": 1, "update": 1, "remove": 1}
+MAX_TRIALS = 10  # per phase
 
 
 def run_until_killed(cmd, index, rng, window, timeout=90.0):
@@ -59,7 +61,7 @@ def run_until_killed(cmd, index, rng, window, timeout=90.0):
         while time.monotonic() - start < timeout and proc.poll() is None:
             if (ph.generation(index) or 0) > before:  # the run has committed something
                 break
-            time.sleep(0.002)
+            time.sleep(0.0002)  # a removal commits and saves within milliseconds
         delay = rng.uniform(*window)
     deadline = time.monotonic() + delay
     while time.monotonic() < deadline and proc.poll() is None:
@@ -109,27 +111,39 @@ def test_sigkill_while_adding_updating_and_removing_then_resume(tmp_path):
     rng, text_rng = random.Random(SEED), random.Random(SEED + 1)
     corpus, index = tmp_path / "corpus", tmp_path / "ix"
     versions = ph.write_corpus(corpus, FILES, seed=SEED, words=30)
-    cmd = ph.searchkit_cmd("index", corpus, "--index", index, "-q",
-                           "--set", "ingest.commit_every=4",
-                           "--set", "ingest.checkpoint_seconds=0.3")
 
-    def trial(phase: str, window) -> dict:
-        todo = pending(index, corpus)
-        outcome = run_until_killed(cmd, index, rng, window)
-        left, behind = pending(index, corpus), faiss_behind(index)  # before any reader looks
+    def command(ix: Path) -> list[str]:
+        return ph.searchkit_cmd("index", corpus, "--index", ix, "-q",
+                                "--set", "ingest.commit_every=4",
+                                "--set", "ingest.checkpoint_seconds=0.3")
+
+    cmd = command(index)
+
+    def trial(phase: str, window, ix: Path = index) -> dict:
+        todo = pending(ix, corpus)
+        outcome = run_until_killed(command(ix), ix, rng, window)
+        left, behind = pending(ix, corpus), faiss_behind(ix)  # before any reader looks
         # Mid-write: the run had committed, and had not yet committed all its work and saved.
         mid = outcome["killed"] and outcome["committed"] and left < todo and (left > 0 or behind)
-        figures = ph.check_index(index, versions) if (index / "searchkit.db").exists() else {
+        figures = ph.check_index(ix, versions) if (ix / "searchkit.db").exists() else {
             "documents": 0, "note": "killed before the database existed"}
         return {"phase": phase, **outcome, "pending_before": todo, "pending_after": left,
                 "faiss_behind": behind, "mid_write": mid, **figures}
 
-    trials = [trial("start-up", None)]
+    # A kill at a random moment after start, on an index of its own: on a fast machine that
+    # run may finish, and the "new" phase below needs documents still to add.
+    trials = [trial("start-up", None, tmp_path / "startup-ix")]
     deleted: list[str] = []
     for phase, count, seconds in PHASES:
         if phase != "new":
             finish(cmd, tmp_path)   # each phase starts from a complete index
-        for _ in range(count):
+        window, done_here = seconds, []
+        # `count` trials, and more (up to MAX_TRIALS) until enough landed mid-write: a kill that
+        # came after the run had finished halves the window, so fast machines are probed too.
+        while len(done_here) < count or (sum(t["mid_write"] for t in done_here) < MIN_MID_WRITE[phase]
+                                         and len(done_here) < MAX_TRIALS):
+            if phase == "new" and pending(index, corpus) == 0:
+                shutil.rmtree(index)   # start adding again from nothing
             indexed = indexed_keys(index) if phase != "new" else []
             if phase == "update":
                 for key in rng.sample(indexed, CHANGED_PER_TRIAL):
@@ -139,7 +153,11 @@ def test_sigkill_while_adding_updating_and_removing_then_resume(tmp_path):
                 for key in rng.sample(indexed, DELETED_PER_TRIAL):
                     Path(key).unlink()
                     deleted.append(key)
-            trials.append(trial(phase, (0.0, seconds)))
+            outcome = trial(phase, (0.0, window))
+            done_here.append(outcome)
+            trials.append(outcome)
+            if not outcome["killed"] or not outcome["mid_write"]:
+                window /= 2
 
     done = finish(cmd, tmp_path)
     final = ph.check_index(index, versions)
