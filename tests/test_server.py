@@ -404,15 +404,7 @@ def live(server_config):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
+    _wait_served(url, 60, 0.05, lambda: thread.is_alive() or "the server did not start")
     yield url
     server.should_exit = True
     thread.join(30)
@@ -489,15 +481,7 @@ def test_serve_command_runs_until_sigterm(folder):
         env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-            time.sleep(0.2)
+        _wait_served(url, 120, 0.2, lambda: process.poll() is None or process.stdout.read())
         hits = httpx.get(url + "/search", params={"q": "sicilian defence", "k": 1}).json()["hits"]
         assert hits[0]["path"].endswith("chess.html")
         assert httpx.post(url + "/documents", json={"records": []}).status_code == 403  # read-only
@@ -533,3 +517,18 @@ def test_client_hits_keep_the_passage_page():
                         "passage": {"text": "x", "char_start": 0, "char_end": 1, "score": 0.5,
                                     "page": 7}}]}
     assert hits_of(answer)[0].passage.page == 7
+
+
+def _wait_served(url: str, seconds: float, pause: float, alive) -> None:
+    """Poll ``url``/readyz until it answers 200; ``alive()`` returns True while the server can
+    still come up, else the failure message."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        state = alive()
+        assert state is True and time.monotonic() < deadline, state
+        time.sleep(pause)
