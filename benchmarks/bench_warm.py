@@ -1,11 +1,14 @@
-"""Warm query latency, the previous read path and the current one side by side (issue 20).
+"""Warm query latency, the previous read paths and the current one side by side (issue 20).
 
 One process, one open index, the queries' vectors embedded once up front: "own work" times
 ``SearchIndex.search`` with the query vector already cached (searchkit's own work, no model);
 "end to end" empties the query-vector cache before each query (the embedding included).
-The previous path is tests/speed_reference.py (chunk rows, vector blobs and chunk BM25 read
-from SQLite per query, one row object per chunk); rounds alternate which path goes first.
-Every query's hits are compared between the two paths (ids, scores, passages, offsets).
+The previous paths are in tests/speed_reference.py: "before" reads chunk rows, vector blobs
+and chunk BM25 from SQLite per query, one row object per chunk, BM25 by FTS5; "fts5" keeps
+chunks in memory but ranks BM25 with FTS5's ``bm25()``; "after" is the current path (BM25 in
+memory over postings read from FTS5 once). Rounds rotate which path goes first. Every
+query's hits are compared between the paths (ids, scores, passages, offsets); that first
+pass is also timed ("first": the current path reads each new term's postings then).
 
     HF_HUB_OFFLINE=1 nice -n 5 python3 benchmarks/bench_warm.py --index IX \\
         --queries ../shared/eval/git_whatis/queries.jsonl [--rounds 2] [--profile hybrid]
@@ -32,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from searchkit import SearchIndex  # noqa: E402
-from speed_reference import ReferenceSearcher  # noqa: E402
+from speed_reference import Fts5Searcher, ReferenceSearcher  # noqa: E402
 
 MODES = {
     "dense": {"mode": "dense"},
@@ -87,24 +90,33 @@ def main() -> None:
     result: dict = {"index": args.index, "queries": len(queries), "k": args.k, "modes": {}}
     with SearchIndex.open(args.index) as ix:
         ix._queries.size = len(queries) + 1
-        paths = {"before": ReferenceSearcher(ix.backend, ix.config.search), "after": ix._searcher}
+        paths = {"before": ReferenceSearcher(ix.backend, ix.config.search),
+                 "fts5": Fts5Searcher(ix.backend, ix.config.search), "after": ix._searcher}
         for q in queries:   # embed once; load the FAISS indexes and the chunk table
             ix.search(q, k=args.k, mode="dense")
         mismatches = 0
+        first: dict = {}
         for mode in modes:
             for name, searcher in paths.items():
                 ix._searcher = searcher
-                got = [[h.as_dict() for h in ix.search(q, k=args.k, **MODES[mode])] for q in queries]
+                got, took = [], []
+                for q in queries:
+                    start = time.perf_counter()
+                    got.append([h.as_dict() for h in ix.search(q, k=args.k, **MODES[mode])])
+                    took.append(time.perf_counter() - start)
+                first.setdefault(mode, {})[name] = percentiles(took)
                 if name == "before":
                     want = got
                 else:
                     mismatches += sum(a != b for a, b in zip(got, want))
         result["mismatched_queries"] = mismatches
+        result["first pass"] = first
         times: dict = {m: {p: [] for p in paths} for m in modes}
         e2e: dict = {m: {p: [] for p in paths} for m in modes}
         for r in range(args.rounds):
             for mode in modes:
-                for name in (list(paths) if r % 2 == 0 else list(paths)[::-1]):
+                names = list(paths)
+                for name in names[r % len(names):] + names[:r % len(names)]:
                     ix._searcher = paths[name]
                     times[mode][name] += timed(ix, queries, MODES[mode], args.k, False)
                     if args.end_to_end:
@@ -115,6 +127,7 @@ def main() -> None:
             row = {p: percentiles(times[mode][p]) for p in paths}
             if args.end_to_end:
                 row.update({f"{p} e2e": percentiles(e2e[mode][p]) for p in paths})
+            row["first pass"] = first[mode]
             result["modes"][mode] = row
             print(mode, json.dumps(row), flush=True)
         if args.profile:

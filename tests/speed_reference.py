@@ -1,22 +1,65 @@
-"""The read path before issue 20, kept as the reference the fast path must equal
-(tests/test_speed_equivalence.py) and as the "before" side of benchmarks/bench_warm.py:
-every chunk row, vector blob and chunk BM25 read from SQLite per query, one row object per
-chunk, passages chosen by :func:`ranking.best_passages`."""
+"""The read paths before issue 20, kept as references the fast path must equal
+(tests/test_speed_equivalence.py) and as the "before" sides of benchmarks/bench_warm.py.
+
+:class:`ReferenceSearcher`: every chunk row, vector blob and chunk BM25 read from SQLite per
+query, BM25 ranked by FTS5's ``bm25()`` in SQL, one row object per chunk, passages chosen by
+:func:`ranking.best_passages`. :class:`Fts5Searcher`: the step between, chunk spans and
+vectors from memory but BM25 still from FTS5 in SQL.
+"""
 
 from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
+from searchkit.backends.local.sql import fts_query, where_sql
 from searchkit.hits import Hit
 from searchkit.retrieval import ranking
 from searchkit.retrieval.searcher import Searcher, _passage
 
 
-class SqlView:
-    """The local read view with every chunk read from SQLite, as before the chunk table."""
+class Fts5View:
+    """The local read view with BM25 ranked by FTS5 in SQL (``bm25()``), as before the
+    in-memory BM25 of backends/local/keywords.py; every other read as the view does it."""
 
     def __init__(self, view):
         self._view = view
+
+    def __getattr__(self, name):
+        return getattr(self._view, name)
+
+    def keyword_documents(self, text, k, filters=None):
+        match = fts_query(text)
+        if match is None:
+            return {}
+        return self._view.store.keyword_documents(match, k, where_sql(filters) if filters else None)
+
+    def keyword_chunks(self, text, doc_ids=None, limit=None, filters=None):
+        match = fts_query(text)
+        if match is None:
+            return {}
+        table = self._view._chunk_table() if doc_ids is not None else None
+        if table is not None:
+            # The chunks of given documents: one FTS5 cursor filtered by runs of chunk ids.
+            ids = np.sort(table.columns[table.of_documents(doc_ids), 0])
+            if not len(ids):
+                return {}
+            breaks = np.flatnonzero(np.diff(ids) != 1)
+            starts, ends = np.r_[ids[0], ids[breaks + 1]], np.r_[ids[breaks], ids[-1]]
+            if len(starts) <= 200:
+                cond = " OR ".join("rowid BETWEEN ? AND ?" for _ in starts)
+                rows = self._view.store.db.execute(
+                    "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                    f"AND ({cond}) ORDER BY bm25(chunks_fts)",
+                    [match, *(int(v) for pair in zip(starts, ends) for v in pair)]).fetchall()
+                return {int(i): float(s) for i, s in rows[:limit]}
+        return self._view.store.keyword_chunks(match, doc_ids, limit,
+                                               where_sql(filters) if filters else None)
+
+
+class SqlView(Fts5View):
+    """The local read view with every chunk read from SQLite, as before the chunk table."""
 
     def __getattr__(self, name):
         if name == "chunk_spans":
@@ -24,7 +67,6 @@ class SqlView:
         return getattr(self._view, name)
 
     def keyword_chunks(self, text, doc_ids=None, limit=None, filters=None):
-        from searchkit.backends.local.sql import fts_query, where_sql
         match = fts_query(text)
         if match is None:
             return {}
@@ -53,6 +95,16 @@ def best_chunks(qvec, rows, vectors) -> dict[int, tuple[float, object]]:
         if current is None or score > current[0]:
             best[row.doc_id] = (float(score), row)
     return best
+
+
+class Fts5Searcher(Searcher):
+    """The read path between issue 20's two steps: chunk spans and vectors from memory, BM25
+    from FTS5 in SQL."""
+
+    def run(self, query):
+        with self.backend.snapshot() as view:
+            view = Fts5View(view)
+            return self._passages(view, query) if query.chunks else self._documents(view, query)
 
 
 class ReferenceSearcher(Searcher):

@@ -4,7 +4,9 @@ Passages used to be chosen from chunk rows and vector blobs read from SQLite for
 one row object per chunk; now the local backend serves chunk spans and vectors from memory
 (``backends/local/chunktable.py``) and the searcher chooses passages over arrays
 (``ranking.best_passage_positions``). The reference, tests/speed_reference.py, is the previous code:
-a read view that reads chunks from SQLite only, and the previous per-row passage choice.
+a read view that reads chunks from SQLite only and ranks BM25 with FTS5's ``bm25()``, and the
+previous per-row passage choice; also the step between (chunks from memory, BM25 from FTS5),
+since BM25 is now ranked in memory (backends/local/keywords.py).
 Every mode, fusion, rerank, passage search, filter and ``k`` must give equal hits: ids,
 ranks, scores, passages and offsets.
 """
@@ -23,7 +25,7 @@ from searchkit.config import ChunkingConfig, Config, IngestConfig, ModelConfig
 from searchkit.embedding.fake import FAKE_MODEL
 from searchkit.retrieval import ranking
 
-from speed_reference import ReferenceSearcher, SqlView
+from speed_reference import Fts5Searcher, ReferenceSearcher, SqlView
 
 WORDS = ("river mountain harbour engine garden violin glacier market lantern compass meadow "
          "canyon orchard tunnel beacon quarry summit prairie lagoon citadel festival archive "
@@ -76,6 +78,7 @@ def test_chunk_table_holds_every_live_chunk(index):
 
 def test_every_search_equals_the_previous_path(index):
     reference = ReferenceSearcher(index.backend, index.config.search)
+    between = Fts5Searcher(index.backend, index.config.search)
     fast = index._searcher
     compared = 0
     combos = itertools.product(QUERIES, ["dense", "keyword", "hybrid"],
@@ -90,8 +93,10 @@ def test_every_search_equals_the_previous_path(index):
         got = [h.as_dict() for h in index.search(query, **options)]
         index._searcher = reference
         want = [h.as_dict() for h in index.search(query, **options)]
+        index._searcher = between
+        step = [h.as_dict() for h in index.search(query, **options)]
         index._searcher = fast
-        assert got == want, (query, options)
+        assert got == want == step, (query, options)
         compared += 1
     assert compared > 1000
 

@@ -154,8 +154,7 @@ class Searcher:
         if chunk_keyword:
             owners = chunk_spans(view, ids=chunk_keyword)
             docs = owners.doc_ids
-            scores = np.fromiter((chunk_keyword[c] for c in owners.ids.tolist()), dtype=float,
-                                 count=len(docs))
+            scores = _aligned(owners.ids, chunk_keyword)
             # Chunks come best first: a document's first one is its best passage.
             docs, first_row = np.unique(docs, return_index=True)
             sorter = np.argsort(ev.ids)

@@ -23,19 +23,17 @@ from ...config import Config
 from ...errors import IndexStoreError
 from ...filters import Filters
 from ...records import EmbeddedDocument
-from ..base import TABLES, ChunkRow, ChunkSpans, DocRow
+from ..base import TABLES, ChunkRow, ChunkSpans, DocRow, query_terms
 from . import ann
 from .caches import VectorCaches
 from .chunktable import ChunkTable
+from .keywords import KeywordTable, QueryTokens
 from .locking import LOCK_NAME, WriteLock
-from .sql import fts_query, where_sql
+from .sql import where_sql
 from .store import DB_NAME, Store, creatable, explain, make_folder
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
-# Runs of consecutive chunk ids one keyword statement filters on (a document's chunks are one
-# run); beyond this many, the statement joins ``chunks`` by document id instead.
-MAX_RANGES = 200
 # Generations whose chunk tables readers keep (a snapshot may lag the newest commit by one).
 KEEP_CHUNK_TABLES = 2
 
@@ -80,6 +78,8 @@ class LocalBackend:
         self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
         self._chunk_tables: dict[int, ChunkTable | None] = {}
         self._chunk_tables_lock = threading.Lock()
+        self._keyword_tables: dict[tuple[int, str], KeywordTable] = {}
+        self.query_tokens = QueryTokens()
         _ = self.store  # open (and create or migrate) the database now, in the opening thread
 
     # -- connections ----------------------------------------------------------------------
@@ -161,6 +161,21 @@ class LocalBackend:
             for old in sorted(self._chunk_tables)[:-KEEP_CHUNK_TABLES]:
                 del self._chunk_tables[old]
         return table
+
+    def keyword_table(self, store: Store, table: str) -> KeywordTable:
+        """The in-memory BM25 of FTS5 table ``table`` at the generation ``store``'s snapshot
+        sees (built on first use: one read of FTS5's row sizes)."""
+        key = (store.generation, table)
+        with self._chunk_tables_lock:
+            if key in self._keyword_tables:
+                return self._keyword_tables[key]
+        built = KeywordTable.build(store, table)
+        with self._chunk_tables_lock:
+            built = self._keyword_tables.setdefault(key, built)
+            newest = sorted({g for g, _ in self._keyword_tables})[-KEEP_CHUNK_TABLES:]
+            for old in [k for k in self._keyword_tables if k[0] not in newest]:
+                del self._keyword_tables[old]
+        return built
 
     def ann(self, table: str) -> ann.VectorIndex:
         """The FAISS index of ``table`` for the database's current state (for tests and tools)."""
@@ -249,27 +264,38 @@ class LocalReadView:
             pairs = [(int(found[j]), float(exact[j])) for j in np.argsort(-exact, kind="stable")[:k]]
         return dict(pairs[:k])
 
+    def _phrases(self, text: str) -> list[tuple[str, ...]]:
+        """The query's terms as FTS5 tokenizes them (terms without a token dropped: FTS5
+        matches nothing with them, and they add nothing to a row's score)."""
+        return [p for p in self.backend.query_tokens(query_terms(text)) if p]
+
     def keyword_documents(self, text: str, k: int,
                           filters: Filters | None = None) -> dict[int, float]:
-        match = fts_query(text)
-        if match is None:
+        phrases = self._phrases(text)
+        if not phrases:
             return {}
-        return self.store.keyword_documents(match, k, where_sql(filters) if filters else None)
+        table = self.backend.keyword_table(self.store, "documents_fts")
+        allowed = self.allowed("documents", filters) if filters else None
+        return dict(table.top(self.store, phrases, k, allowed))
 
     def keyword_chunks(self, text: str, doc_ids: Sequence[int] | None = None,
                        limit: int | None = None,
                        filters: Filters | None = None) -> dict[int, float]:
-        match = fts_query(text)
-        if match is None:
+        phrases = self._phrases(text)
+        if not phrases:
             return {}
-        table = self._chunk_table() if doc_ids is not None else None
+        keywords = self.backend.keyword_table(self.store, "chunks_fts")
+        if doc_ids is None:
+            allowed = self.allowed("chunks", filters) if filters else None
+            return dict(keywords.top(self.store, phrases, limit, allowed))
+        table = self._chunk_table()
         if table is not None:
             ids = np.sort(table.columns[table.of_documents(doc_ids), 0])
-            ranges = id_runs(ids)
-            if len(ranges) <= MAX_RANGES:
-                return dict(self.store.keyword_chunks_in(match, ranges)[:limit])
-        return self.store.keyword_chunks(match, doc_ids, limit,
-                                         where_sql(filters) if filters else None)
+        else:
+            ids = np.asarray(sorted(c.id for c in self.store.chunk_rows(list(doc_ids))), dtype=np.int64)
+        if filters:
+            ids = ids[np.isin(ids, self.allowed("chunks", filters))]
+        return dict(keywords.scores_of(self.store, phrases, ids)[:limit])
 
     def documents(self, ids: Iterable[int]) -> dict[int, DocRow]:
         return self.store.documents(list(ids))
@@ -333,16 +359,6 @@ class LocalReadView:
             "files": files,
             "bytes_on_disk": sum(files.values()),
         }
-
-
-def id_runs(ids: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted distinct ids as inclusive runs of consecutive ids: [3, 4, 5, 9] → [(3, 5), (9, 9)]."""
-    if not len(ids):
-        return []
-    breaks = np.flatnonzero(np.diff(ids) != 1)
-    starts = np.concatenate([[0], breaks + 1])
-    ends = np.concatenate([breaks, [len(ids) - 1]])
-    return list(zip(ids[starts].tolist(), ids[ends].tolist()))
 
 
 class _RowsOnly:

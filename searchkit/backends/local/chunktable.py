@@ -105,7 +105,8 @@ class ChunkTable:
 
     def of_ids(self, ids: Iterable[int]) -> np.ndarray:
         """Positions of the given chunk ids that are live, in the order given."""
-        want = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        want = ids.astype(np.int64, copy=False) if isinstance(ids, np.ndarray) else \
+            np.fromiter(ids, dtype=np.int64)
         sorted_ids = self._sorted_ids   # type: ignore[attr-defined]
         if not len(sorted_ids) or not len(want):
             return np.zeros(0, np.int64)

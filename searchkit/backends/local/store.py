@@ -520,22 +520,40 @@ class Store:
             rows = sorted(rows, key=lambda r: -r[1])[:limit]
         return {int(i): float(s) for i, s in rows}
 
-    def keyword_chunks_in(self, match: str, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, float]]:
-        """``(chunk id, BM25)`` of the matching chunks whose ids lie in the inclusive
-        ``ranges``, best first: :meth:`keyword_chunks` of given documents, for chunk ids already known.
+    # FTS5's own index, read for the in-memory BM25 (:mod:`searchkit.backends.local.keywords`).
 
-        One FTS5 cursor, filtered by rowid: no join to ``chunks`` per matching row, which is
-        what made the per-document form cost 20-40 ms on git_whatis (BENCHMARKS.md, "Warm
-        query latency"). BM25 needs the corpus-wide statistics either way.
-        """
-        if not ranges:
-            return []
-        cond = " OR ".join("rowid BETWEEN ? AND ?" for _ in ranges)
+    def fts_sizes(self, table: str) -> tuple[np.ndarray, list[bytes]]:
+        """Row ids of an FTS5 table, ascending, and each row's ``docsize`` record (one varint
+        per column: the row's length in tokens)."""
+        rows = self.db.execute(f"SELECT id, sz FROM [{_fts(table)}_docsize] ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
+
+    def fts_counts(self, table: str, token: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(row ids ascending, occurrences in the row, all columns)`` of one indexed token."""
+        # One string of every instance's row id, not a row per instance or a GROUP BY (which
+        # sorts): fts5vocab yields a term's instances in row order already.
+        text = self.db.execute(f"SELECT group_concat(doc, ' ') FROM {self._fts_instances(table)} "
+                               "WHERE term = ?", [token]).fetchone()[0]
+        rows = np.fromstring(text, dtype=np.int64, sep=" ") if text else np.zeros(0, np.int64)
+        if len(rows) > 1 and np.any(rows[1:] < rows[:-1]):
+            rows = np.sort(rows)
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
+        return rows[starts], np.diff(np.r_[starts, len(rows)])
+
+    def fts_positions(self, table: str, token: str) -> np.ndarray:
+        """``(n, 3)`` int64: row id, column number and token offset of each occurrence of one
+        indexed token (for phrases of several tokens)."""
         rows = self.db.execute(
-            "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-            f"AND ({cond}) ORDER BY bm25(chunks_fts)",
-            [match, *(int(v) for pair in ranges for v in pair)]).fetchall()
-        return [(int(i), float(s)) for i, s in rows]
+            f"SELECT doc, col, offset FROM {self._fts_instances(table)} WHERE term = ?", [token]).fetchall()
+        names = {name: i for i, name in enumerate(FTS_COLUMNS[_fts(table)])}
+        return np.asarray([(d, names[c], o) for d, c, o in rows], dtype=np.int64).reshape(len(rows), 3)
+
+    def _fts_instances(self, table: str) -> str:
+        """An ``fts5vocab`` table of ``table``'s token instances (temp schema, this connection)."""
+        name = f"temp.[{_fts(table)}_instances]"
+        self.db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} "
+                        f"USING fts5vocab(main, [{_fts(table)}], instance)")
+        return name
 
     def filtered_ids(self, where: tuple[str, list[Any]], table: str = "documents") -> np.ndarray:
         """Ids of the documents (or of their chunks) that pass an SQL condition on ``documents d``."""
@@ -668,6 +686,15 @@ def _create(path: Path) -> None:
     finally:
         conn.close()
     os.replace(tmp, path)
+
+
+FTS_COLUMNS = {"documents_fts": ("title", "text"), "chunks_fts": ("text",)}
+
+
+def _fts(name: str) -> str:
+    if name not in FTS_COLUMNS:
+        raise ValueError(f"unknown FTS table: {name!r}")
+    return name
 
 
 def _table(name: str) -> str:

@@ -1,0 +1,214 @@
+"""BM25 ranked in memory over FTS5's own index, with FTS5's formula: the scores and order of
+``bm25()``, without FTS5 reading and scoring every matching row on every query.
+
+FTS5 ranks an OR of terms by visiting each matching row and calling ``bm25()`` on it: a
+query with a common word ("how", "to") scores most of the table, which is what a keyword
+query at 100k documents spent its time on (BENCHMARKS.md, "Warm query latency"). Here each
+query term's postings are read once from FTS5 (its ``fts5vocab`` instance table: the same
+tokens, rows and counts FTS5 ranks with) and kept, turned into each row's BM25 contribution;
+a query adds the contributions of its terms with numpy. FTS5 stays the source: tokens come
+from its tokenizer, row lengths from its ``docsize`` records, and the arithmetic is
+``fts5Bm25Function``'s, operation for operation in double precision, so the scores are
+bit-for-bit those of ``-bm25()`` and the order is ``ORDER BY bm25(), rowid``
+(tests/test_keywords.py compares both on every query).
+
+One :class:`KeywordTable` per FTS5 table and generation, never changed once built (its
+posting cache only grows, under a lock), so a reader on an older snapshot keeps its own.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .store import FTS_TOKENIZE, Store
+
+# fts5Bm25Function's constants (SQLite's ext/fts5/fts5_aux.c).
+K1 = 1.2
+B = 0.75
+# Posting entries one table keeps (12 bytes each); the least recently used terms go first.
+POSTINGS_BUDGET = 8_000_000
+TOKEN_CACHE = 4096   # query terms whose tokens are kept
+
+
+@dataclass(frozen=True)
+class Postings:
+    """One query term's rows (positions in :attr:`KeywordTable.ids`, ascending) and each
+    row's BM25 contribution."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(eq=False)
+class KeywordTable:
+    """Row ids and lengths of one FTS5 table at one generation, and the postings read so far."""
+
+    table: str
+    ids: np.ndarray          # every row id, ascending
+    lengths: np.ndarray      # each row's length in tokens, all columns (float64)
+    average: float           # FTS5's avgdl: total tokens / rows
+    _postings: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _held: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def build(cls, store: Store, table: str) -> "KeywordTable":
+        ids, sizes = store.fts_sizes(table)
+        lengths = _row_lengths(sizes)
+        average = float(lengths.sum()) / len(ids) if len(ids) else 1.0
+        return cls(table, ids, lengths, average)
+
+    # -- one term --------------------------------------------------------------------------
+
+    def postings(self, store: Store, tokens: tuple[str, ...]) -> Postings:
+        """The postings of a term that tokenizes to ``tokens`` (a phrase when several), from
+        the cache or read from FTS5 through ``store``, a snapshot of this generation."""
+        with self._lock:
+            found = self._postings.get(tokens)
+            if found is not None:
+                self._postings.move_to_end(tokens)
+                return found
+        rows, counts = self._matches(store, tokens)
+        positions = np.searchsorted(self.ids, rows)
+        found = Postings(positions, self._contributions(positions, counts.astype(np.float64)))
+        with self._lock:
+            if tokens not in self._postings:
+                self._postings[tokens] = found
+                self._held += len(positions)
+            while self._held > POSTINGS_BUDGET and len(self._postings) > 1:
+                _, old = self._postings.popitem(last=False)
+                self._held -= len(old.positions)
+        return found
+
+    def _matches(self, store: Store, tokens: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows holding the term and how often (a phrase: its tokens at consecutive offsets
+        in one column, counted by where each occurrence starts, as FTS5 counts them)."""
+        if len(tokens) == 1:
+            return store.fts_counts(self.table, tokens[0])
+        starts = None
+        for shift, token in enumerate(tokens):
+            at = store.fts_positions(self.table, token)
+            at = at[at[:, 2] >= shift]
+            # One int64 per occurrence: row, column, offset of the phrase's first token.
+            keys = np.unique((at[:, 0] << 34) | (at[:, 1] << 32) | (at[:, 2] - shift))
+            starts = keys if starts is None else np.intersect1d(starts, keys)
+            if not len(starts):
+                break
+        rows, counts = np.unique(starts >> 34, return_counts=True)
+        return rows, counts
+
+    def _contributions(self, positions: np.ndarray, freq: np.ndarray) -> np.ndarray:
+        """Each row's BM25 term for one phrase, as fts5Bm25Function computes it:
+        ``idf * (f * (k1 + 1)) / (f + k1 * (1 - b + b * D / avgdl))``, idf clamped to 1e-6."""
+        rows, hits = len(self.ids), len(positions)
+        idf = math.log((rows - hits + 0.5) / (hits + 0.5))
+        if idf <= 0.0:
+            idf = 1e-6
+        length = self.lengths[positions]
+        return idf * ((freq * (K1 + 1.0)) / (freq + K1 * (1 - B + B * length / self.average)))
+
+    # -- a query ---------------------------------------------------------------------------
+
+    def top(self, store: Store, phrases: Sequence[tuple[str, ...]], limit: int | None,
+            allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """``(row id, BM25)`` of the best ``limit`` rows (all when ``None``) matching any
+        phrase, among ``allowed`` row ids when given: ``ORDER BY bm25(), rowid``."""
+        lists = [self.postings(store, p) for p in phrases]
+        score = np.zeros(len(self.ids))
+        for part in lists:
+            # Phrases in query order, each row's sum starting from 0.0: fts5Bm25Function's sum.
+            score[part.positions] += part.scores
+        # Every contribution is positive (idf is at least 1e-6): matching rows score above 0.
+        matched = np.flatnonzero(score)
+        if allowed is not None:
+            matched = matched[np.isin(self.ids[matched], allowed)]
+        return self._ranked(matched, score[matched], limit)
+
+    def scores_of(self, store: Store, phrases: Sequence[tuple[str, ...]],
+                  row_ids: np.ndarray) -> list[tuple[int, float]]:
+        """``(row id, BM25)`` of those of ``row_ids`` (ascending) that match, best first."""
+        where = np.minimum(np.searchsorted(self.ids, row_ids), max(len(self.ids) - 1, 0))
+        mine = where[self.ids[where] == row_ids] if len(self.ids) else where[:0]
+        score = np.zeros(len(mine))
+        matched = np.zeros(len(mine), dtype=bool)
+        for phrase in phrases:
+            part = self.postings(store, phrase)
+            at = np.minimum(np.searchsorted(part.positions, mine), max(len(part.positions) - 1, 0))
+            hit = part.positions[at] == mine if len(part.positions) else np.zeros(len(mine), bool)
+            score[hit] += part.scores[at[hit]]
+            matched |= hit
+        return self._ranked(mine[matched], score[matched], None)
+
+    def _ranked(self, positions: np.ndarray, scores: np.ndarray,
+                limit: int | None) -> list[tuple[int, float]]:
+        if limit is not None and len(positions) > limit:
+            if limit <= 0:
+                return []
+            # Everything scoring at least the limit-th best, then exact order among those.
+            cut = -np.partition(-scores, limit - 1)[limit - 1]
+            keep = scores >= cut
+            positions, scores = positions[keep], scores[keep]
+        order = np.lexsort((positions, -scores))[:limit]
+        return list(zip(self.ids[positions[order]].tolist(), scores[order].tolist()))
+
+
+def _row_lengths(sizes: list[bytes]) -> np.ndarray:
+    """Each ``docsize`` record's column sizes summed: SQLite varints (7 bits a byte, high bit
+    set on every byte but a number's last), decoded for all rows at once."""
+    if not sizes:
+        return np.zeros(0)
+    data = np.frombuffer(b"".join(sizes), dtype=np.uint8).astype(np.int64)
+    row_of_byte = np.repeat(np.arange(len(sizes)), [len(s) for s in sizes])
+    last = (data & 0x80) == 0
+    number = np.cumsum(last) - last            # which varint each byte belongs to
+    ends = np.flatnonzero(last)
+    shift = 7 * (ends[number] - np.arange(len(data)))
+    values = np.bincount(number, weights=(data & 0x7F) << shift, minlength=len(ends))
+    return np.bincount(row_of_byte[ends], weights=values, minlength=len(sizes))
+
+
+class QueryTokens:
+    """Query terms as FTS5's tokenizer cuts them: each term is written to a one-row FTS5
+    table in memory (one per thread) with the index's tokenizer, and read back from its
+    ``fts5vocab`` table. Terms already seen come from a shared cache."""
+
+    def __init__(self, tokenize: str = FTS_TOKENIZE):
+        self.tokenize = tokenize
+        self._local = threading.local()
+        self._cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, terms: Sequence[str]) -> list[tuple[str, ...]]:
+        """Each term's tokens, in order (empty for a term FTS5 finds no token in)."""
+        out = []
+        for term in terms:
+            with self._lock:
+                tokens = self._cache.get(term)
+            if tokens is None:
+                tokens = self._tokens(term)
+                with self._lock:
+                    self._cache[term] = tokens
+                    while len(self._cache) > TOKEN_CACHE:
+                        self._cache.popitem(last=False)
+            out.append(tokens)
+        return out
+
+    def _tokens(self, term: str) -> tuple[str, ...]:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(":memory:", check_same_thread=False)
+            db.execute(f"CREATE VIRTUAL TABLE q USING fts5(t, tokenize='{self.tokenize}')")
+            db.execute("CREATE VIRTUAL TABLE temp.q_tokens USING fts5vocab(main, q, instance)")
+            self._local.db = db
+        with db:
+            db.execute("INSERT INTO q (rowid, t) VALUES (1, ?)", [term])
+            tokens = tuple(t for (t,) in db.execute("SELECT term FROM q_tokens ORDER BY offset"))
+            db.execute("DELETE FROM q")
+        return tokens
