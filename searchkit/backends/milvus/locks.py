@@ -14,7 +14,6 @@ close it. Run one ``searchkit index`` per index at a time, as the scheduler's jo
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import threading
@@ -24,41 +23,16 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import IndexLockedError
+from ..filelock import FileLock as BaseFileLock
 
 LEASE_SECONDS = 60.0
 
 
-class FileLock:
-    """Exclusive ``flock`` on ``path``; context manager."""
+class FileLock(BaseFileLock):
+    """Exclusive ``flock`` on ``<file>.lock`` beside a milvus-lite database file."""
 
     def __init__(self, path: Path, wait: float | None):
-        self.path = Path(path)
-        self.wait = wait
-        self._fd: int | None = None
-
-    def __enter__(self) -> "FileLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = None if self.wait is None else time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if deadline is None or time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise IndexLockedError(f"{self.path.with_suffix('')} is being written by another "
-                                           "process; wait for it to finish or pass --wait") from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(path, wait, subject=Path(path).with_suffix(""))
 
 
 class Lease:
