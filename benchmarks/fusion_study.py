@@ -263,16 +263,16 @@ GRID = {"late_share": (0.0, 0.25, 0.5), "kw_low": (0.1, 0.15, 0.2, 0.25),
 
 
 # The fit's goal is the issue's: on every set, at least the best fixed rule minus MARGIN. The
-# objective is the mean nDCG@10 less REGRET_WEIGHT times the mean shortfall below each
+# objective is the mean nDCG@10 less REGRET times the mean shortfall below each
 # training set's target, so a rule that gains a little on average by falling behind on one
 # kind of collection loses (0: the plain mean).
 MARGIN = 0.005
-REGRET_WEIGHT = 5.0
+REGRET = [5.0]   # the weight (a list: --regret-weight sets it)
 
 
 def objective(values: list[float], batches: list[Batch]) -> float:
     shortfall = [max(0.0, b.target - v) for v, b in zip(values, batches)]
-    return float(np.mean(values) - REGRET_WEIGHT * np.mean(shortfall))
+    return float(np.mean(values) - REGRET[0] * np.mean(shortfall))
 
 
 def grid_search(batches: list[Batch], second: dict | None = None,
@@ -376,7 +376,7 @@ def main() -> None:
     parser.add_argument("--head", type=int, default=20,
                         help="first-stage candidates whose chunks get BM25 scores")
     parser.add_argument("--l2", type=float, default=1e-3)
-    parser.add_argument("--regret-weight", type=float, default=REGRET_WEIGHT,
+    parser.add_argument("--regret-weight", type=float, default=REGRET[0],
                         help="weight of the shortfall below each set's target (0: plain mean)")
     parser.add_argument("--specs", default="")
     parser.add_argument("--json", type=Path)
@@ -401,8 +401,7 @@ def main() -> None:
     table: dict[str, dict[str, dict[str, float]]] = {}
     for label, rule in rules.items():
         table[label] = {n: measure(b, rule(b, lists)) for n, b in batches.items()}
-    global REGRET_WEIGHT
-    REGRET_WEIGHT = args.regret_weight
+    REGRET[0] = args.regret_weight
     for n, b in batches.items():   # each set's goal, from its own fixed rules
         b.target = max(table[label][n]["ndcg10"] for label in rules) - MARGIN
     if args.shipped:
