@@ -1,6 +1,7 @@
 """Warm query latency of hybrid search, adaptive fusion (the default) against the previous
-default (weighted fusion), side by side in one run, plus the cost of the fusion arithmetic
-alone at k = 10.
+default (weighted fusion, on the current read path and on the previous one that ranked BM25
+with FTS5 in SQL), side by side in one run, plus the cost of the fusion arithmetic alone at
+k = 10.
 
     python3 benchmarks/bench_fusion.py INDEX_FOLDER QUERIES.jsonl [--queries 100] [--rounds 3]
 
@@ -23,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from searchkit import SearchIndex  # noqa: E402
+from speed_reference import Fts5Searcher  # noqa: E402
 from searchkit.retrieval import fusion  # noqa: E402
 
 
@@ -35,20 +38,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     texts = [json.loads(line)["text"] for line in args.queries.open(encoding="utf-8")][:args.n]
-    fusions = ("weighted", "adaptive")
-    times: dict[str, list[float]] = {f: [] for f in fusions}
+    # (label, read path, fusion): "previous" is the read path this session started from
+    # (tests/speed_reference.py: BM25 by FTS5 in SQL), with the default of that time.
+    runs = (("weighted", "current", "weighted"), ("adaptive (default)", "current", "adaptive"),
+            ("weighted, previous read path", "previous", "weighted"))
+    times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
     with SearchIndex.open(args.index) as ix:
+        paths = {"current": ix._searcher, "previous": Fts5Searcher(ix.backend, ix.config.search)}
         ix.search_many(texts, k=10)                       # embeds and caches every query
-        for f in fusions:                                 # warms SQLite pages and FAISS
+        for _label, path, f in runs:                      # warms SQLite pages, FAISS, postings
+            ix._searcher = paths[path]
             for t in texts:
                 ix.search(t, k=10, fusion=f)
         for _ in range(args.rounds):
             for n, t in enumerate(texts):
-                # Alternate which fusion runs first: the second finds SQLite's pages warm.
-                for f in (fusions if n % 2 else fusions[::-1]):
+                # Rotate which run goes first: a later one finds SQLite's pages warm.
+                for label, path, f in runs[n % 3:] + runs[:n % 3]:
+                    ix._searcher = paths[path]
                     start = time.perf_counter()
                     ix.search(t, k=10, fusion=f)
-                    times[f].append(time.perf_counter() - start)
+                    times[label].append(time.perf_counter() - start)
+        ix._searcher = paths["current"]
         stats = ix.stats()
         # The arithmetic alone: the lists of one real query, fused many times.
         qvec = ix._queries.get(texts[0], ix._encode_queries)
@@ -66,7 +76,7 @@ def main() -> None:
     print(f"index {args.index.name}: {stats['documents']} documents, {stats['chunks']} chunks; "
           f"{len(texts)} queries x {args.rounds} rounds, k = 10")
     print("| fusion | median ms | mean ms | p90 ms |\n|---|---:|---:|---:|")
-    for f in fusions:
+    for f in times:
         ms = sorted(1000 * t for t in times[f])
         print(f"| {f} | {statistics.median(ms):.2f} | {statistics.mean(ms):.2f} | "
               f"{ms[int(0.9 * len(ms))]:.2f} |")
