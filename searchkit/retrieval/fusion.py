@@ -103,11 +103,10 @@ class Weights:
 
 
 # Fitted on all seven shared sets (git_whatis, man_whatis, pg_refpurpose, passkey 512w / 2048w /
-# 8192w / 32768w) by fusion_study.py, 2026-12-03, maximising mean nDCG@10 less 5 x each set's
-# shortfall below its best fixed mode - 0.005. The best late chunk takes a quarter of the
-# vector side: each document's best among the top 4 x depth chunks by vector.
+# 8192w / 32768w) by fusion_study.py, 2026-12-03, maximising mean nDCG@10. The best late chunk
+# takes a quarter of the vector side: each document's best among the top 4 x depth chunks.
 SHIPPED = Weights(late_share=0.25, keyword_low=0.1, keyword_high=0.9, keyword_gap=0.25,
-                  vector_gap_scale=2.0, head=20, passage_low=0.2, passage_high=0.4, passage_gap=0.3)
+                  vector_gap_scale=0.0, head=20, passage_low=0.1, passage_high=0.4, passage_gap=0.3)
 
 
 def first_stage(ev: Evidence, w: Weights = SHIPPED) -> np.ndarray:
