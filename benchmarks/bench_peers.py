@@ -55,18 +55,13 @@ from searchkit.config import Config, ModelConfig  # noqa: E402
 from searchkit.embedding.fake import FAKE_MODEL  # noqa: E402
 from searchkit.embedding.models import BUNDLED_NAME, bundled_folder  # noqa: E402
 from searchkit.evaluation.datasets import load_beir  # noqa: E402
-from common import EVAL  # noqa: E402
+from common import EVAL, percentiles  # noqa: E402
 from synthetic_docs import lines_of, records  # noqa: E402
 
 TXTAI = "txtai==9.14.0"
 TORCH = "torch==2.13.0"   # named with txtai so pip keeps the installed CPU build
 SEARCHKIT_MODES = {"dense": {"mode": "dense"}, "hybrid": {"mode": "hybrid"},
                    "keyword": {"mode": "keyword"}}
-
-
-def percentiles(times: list[float]) -> dict[str, float]:
-    ms = np.asarray(times) * 1e3
-    return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2)}
 
 
 def load() -> list[float]:

@@ -26,15 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from searchkit import SearchIndex  # noqa: E402
+from common import percentiles  # noqa: E402
 from speed_reference import Fts5Searcher, ReferenceSearcher  # noqa: E402
 
 MODES = {
@@ -44,11 +45,6 @@ MODES = {
     "chunks-dense": {"mode": "dense", "chunks": True},
     "chunks-hybrid": {"mode": "hybrid", "chunks": True},
 }
-
-
-def percentiles(times: list[float]) -> dict[str, float]:
-    ms = np.asarray(times) * 1e3
-    return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2)}
 
 
 def timed(ix: SearchIndex, queries: list[str], options: dict, k: int, embed: bool) -> list[float]:

@@ -44,6 +44,11 @@ def pct(xs, q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
 
+def percentiles(times) -> dict[str, float]:
+    """p50 and p95 of durations in seconds, as milliseconds."""
+    return {"p50": round(pct(times, 50) * 1e3, 2), "p95": round(pct(times, 95) * 1e3, 2)}
+
+
 class Timer:
     def __enter__(self):
         self.start = time.perf_counter()

@@ -15,7 +15,7 @@ import contextlib
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -34,8 +34,9 @@ from .store import DB_NAME, Store, creatable, explain, make_folder
 
 # Seconds a process creating an index waits for another one creating the same index.
 CREATE_WAIT = 30.0
-# Generations whose chunk tables readers keep (a snapshot may lag the newest commit by one).
-KEEP_CHUNK_TABLES = 2
+# Generations whose derived state (chunk tables, BM25 tables, row counts) readers keep: a
+# snapshot may lag the newest commit by one.
+KEEP_GENERATIONS = 2
 
 
 def store_error(folder: Path, exc: sqlite3.DatabaseError) -> IndexStoreError:
@@ -76,10 +77,9 @@ class LocalBackend:
         # succeeds: a failed first write then removes what was created (see _discard).
         self._created: bool | None = None
         self.caches = VectorCaches(self.folder, lambda: self.store, config.ann, shared=True)
-        self._chunk_tables: dict[int, ChunkTable | None] = {}
-        self._chunk_tables_lock = threading.Lock()
-        self._keyword_tables: dict[tuple[int, str], KeywordTable] = {}
-        self._counts: dict[tuple[int, str], int] = {}
+        # What readers derive from one generation, built once: ``(generation, what) → value``.
+        self._derived: dict[tuple[int, str], Any] = {}
+        self._derived_lock = threading.Lock()
         self.query_tokens = QueryTokens()
         _ = self.store  # open (and create or migrate) the database now, in the opening thread
 
@@ -149,49 +149,37 @@ class LocalBackend:
             with store.snapshot():
                 yield LocalReadView(self, store)
 
+    def _per_generation(self, store: Store, what: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per generation ``store``'s snapshot sees (built outside the lock:
+        two threads may both build one, alike; the first stored wins), keeping the newest
+        :data:`KEEP_GENERATIONS` generations."""
+        key = (store.generation, what)
+        with self._derived_lock:
+            if key in self._derived:
+                return self._derived[key]
+        value = build()
+        with self._derived_lock:
+            value = self._derived.setdefault(key, value)
+            newest = sorted({g for g, _ in self._derived})[-KEEP_GENERATIONS:]
+            for old in [k for k in self._derived if k[0] not in newest]:
+                del self._derived[old]
+        return value
+
     def chunk_table(self, store: Store) -> ChunkTable | None:
         """The chunk table of the generation ``store``'s snapshot sees (built on first use;
         ``None``: no chunks, or the FAISS index disagrees, and SQLite serves chunk reads)."""
-        generation = store.generation
-        with self._chunk_tables_lock:
-            if generation in self._chunk_tables:
-                return self._chunk_tables[generation]
-        table = ChunkTable.build(store, self.caches.get("chunks")) if store.count("chunks") else None
-        with self._chunk_tables_lock:
-            self._chunk_tables[generation] = table
-            for old in sorted(self._chunk_tables)[:-KEEP_CHUNK_TABLES]:
-                del self._chunk_tables[old]
-        return table
+        return self._per_generation(store, "chunk table", lambda: ChunkTable.build(
+            store, self.caches.get("chunks")) if self.count(store, "chunks") else None)
 
     def count(self, store: Store, table: str) -> int:
         """Rows of ``table`` at the generation ``store``'s snapshot sees (counted once per
         generation: ``count(*)`` walks a whole index, about a millisecond at 300k chunks)."""
-        key = (store.generation, table)
-        with self._chunk_tables_lock:
-            found = self._counts.get(key)
-        if found is None:
-            found = store.count(table)
-            with self._chunk_tables_lock:
-                self._counts[key] = found
-                newest = sorted({g for g, _ in self._counts})[-KEEP_CHUNK_TABLES:]
-                for old in [k for k in self._counts if k[0] not in newest]:
-                    del self._counts[old]
-        return found
+        return self._per_generation(store, f"count {table}", lambda: store.count(table))
 
     def keyword_table(self, store: Store, table: str) -> KeywordTable:
         """The in-memory BM25 of FTS5 table ``table`` at the generation ``store``'s snapshot
         sees (built on first use: one read of FTS5's row sizes)."""
-        key = (store.generation, table)
-        with self._chunk_tables_lock:
-            if key in self._keyword_tables:
-                return self._keyword_tables[key]
-        built = KeywordTable.build(store, table)
-        with self._chunk_tables_lock:
-            built = self._keyword_tables.setdefault(key, built)
-            newest = sorted({g for g, _ in self._keyword_tables})[-KEEP_CHUNK_TABLES:]
-            for old in [k for k in self._keyword_tables if k[0] not in newest]:
-                del self._keyword_tables[old]
-        return built
+        return self._per_generation(store, f"bm25 {table}", lambda: KeywordTable.build(store, table))
 
     def ann(self, table: str) -> ann.VectorIndex:
         """The FAISS index of ``table`` for the database's current state (for tests and tools)."""

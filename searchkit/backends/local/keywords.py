@@ -18,6 +18,7 @@ posting cache only grows, under a lock), so a reader on an older snapshot keeps 
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 import threading
@@ -177,28 +178,16 @@ def _row_lengths(sizes: list[bytes]) -> np.ndarray:
 class QueryTokens:
     """Query terms as FTS5's tokenizer cuts them: each term is written to a one-row FTS5
     table in memory (one per thread) with the index's tokenizer, and read back from its
-    ``fts5vocab`` table. Terms already seen come from a shared cache."""
+    ``fts5vocab`` table. Terms already seen come from a shared LRU cache."""
 
     def __init__(self, tokenize: str = FTS_TOKENIZE):
         self.tokenize = tokenize
         self._local = threading.local()
-        self._cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cached = functools.lru_cache(maxsize=TOKEN_CACHE)(self._tokens)
 
     def __call__(self, terms: Sequence[str]) -> list[tuple[str, ...]]:
         """Each term's tokens, in order (empty for a term FTS5 finds no token in)."""
-        out = []
-        for term in terms:
-            with self._lock:
-                tokens = self._cache.get(term)
-            if tokens is None:
-                tokens = self._tokens(term)
-                with self._lock:
-                    self._cache[term] = tokens
-                    while len(self._cache) > TOKEN_CACHE:
-                        self._cache.popitem(last=False)
-            out.append(tokens)
-        return out
+        return [self._cached(term) for term in terms]
 
     def _tokens(self, term: str) -> tuple[str, ...]:
         db = getattr(self._local, "db", None)

@@ -691,16 +691,15 @@ def _create(path: Path) -> None:
 FTS_COLUMNS = {"documents_fts": ("title", "text"), "chunks_fts": ("text",)}
 
 
-def _fts(name: str) -> str:
-    if name not in FTS_COLUMNS:
-        raise ValueError(f"unknown FTS table: {name!r}")
-    return name
-
-
-def _table(name: str) -> str:
-    if name not in VECTOR_TABLES:
+def _table(name: str, known: Iterable[str] = VECTOR_TABLES) -> str:
+    """``name`` if it is one of the ``known`` tables (names are spliced into SQL)."""
+    if name not in known:
         raise ValueError(f"unknown table {name!r}")
     return name
+
+
+def _fts(name: str) -> str:
+    return _table(name, FTS_COLUMNS)
 
 
 def _now() -> str:
