@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from searchkit import SearchIndex
-from searchkit.backends.base import ChunkSpans, chunk_spans
+from searchkit.backends.base import ChunkSpans, best_chunk_per_document, chunk_spans
 from searchkit.backends.local.chunktable import ChunkTable
 from searchkit.config import ChunkingConfig, Config, IngestConfig, ModelConfig
 from searchkit.embedding.fake import FAKE_MODEL
@@ -99,6 +99,43 @@ def test_every_search_equals_the_previous_path(index):
         assert got == want == step, (query, options)
         compared += 1
     assert compared > 1000
+
+
+def test_best_chunk_per_document_equals_a_chunk_vector_search(index):
+    # The late list: on a flat chunk index the local view scores every chunk with one matrix
+    # product; elsewhere (and with filters) it is the generic top-n search. Same documents,
+    # same best cosines, same order, for any n.
+    class Generic:   # the read view without its own best_chunk_per_document
+        def __init__(self, view):
+            self.view = view
+
+        def __getattr__(self, name):
+            if name == "best_chunk_per_document":
+                raise AttributeError(name)
+            return getattr(self.view, name)
+
+    def ranked(found: dict[int, float], above: float) -> list[tuple[float, int]]:
+        # Every fifth record repeats another's words, so cosines tie: a top-n search keeps
+        # an arbitrary few of the chunks tied at its cut, the matrix product keeps them all and
+        # orders ties by document id. Compared: everything above the cut, ties ordered alike.
+        return sorted((-round(s, 5), d) for d, s in found.items() if s > above + 1e-6)
+
+    embedder = index.embedder
+    with index.backend.snapshot() as view:
+        total = view.count("chunks")
+        fast = view.best_chunk_per_document(embedder.encode_queries(["x"])[0], 4)
+        assert (fast is None) == (index.config.ann.type != "flat")
+        for query in QUERIES:
+            qvec = embedder.encode_queries([query])[0]
+            for n in (1, 3, 40, total, total + 5):
+                got = best_chunk_per_document(view, qvec, n)
+                want = best_chunk_per_document(Generic(view), qvec, n)
+                cut = min(view.vector_search("chunks", qvec, n).values())   # the n-th chunk
+                assert ranked(got, cut) == ranked(want, cut), (query, n)
+                assert set(want) <= set(got) and min(got.values()) >= cut - 1e-6
+                assert list(got.values()) == sorted(got.values(), reverse=True)
+                if n >= total:   # every document, each with its best chunk
+                    assert set(got) == set(want) == set(view.store.ids("documents").tolist())
 
 
 def test_best_passage_positions_ties_and_missing_scores():

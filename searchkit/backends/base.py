@@ -119,6 +119,27 @@ def chunk_spans(view: "ReadView", doc_ids: Iterable[int] | None = None,
     return ChunkSpans.of_rows(rows, vectors)
 
 
+def best_chunk_per_document(view: "ReadView", qvec: np.ndarray, n: int,
+                            filters: Filters | None = None) -> dict[int, float]:
+    """``doc id → cosine`` of each document's best chunk among the top ``n`` chunks by vector
+    (documents passing ``filters``), best first. A backend may serve this itself, faster, as
+    ``view.best_chunk_per_document`` with the same arguments (returning ``None`` where it
+    cannot); otherwise it is one chunk-vector search and the owners of the chunks found."""
+    own = getattr(view, "best_chunk_per_document", None)
+    found = own(qvec, n, filters) if own is not None else None
+    if found is not None:
+        return found
+    top = view.vector_search("chunks", qvec, n, filters)
+    if not top:
+        return {}
+    spans = chunk_spans(view, ids=top)
+    scores = np.fromiter((top[c] for c in spans.ids.tolist()), dtype=float, count=len(spans.ids))
+    # ``top`` is best first, so each document's first chunk is its best.
+    docs, first_row = np.unique(spans.doc_ids, return_index=True)
+    order = np.argsort(first_row, kind="stable")
+    return dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
+
+
 @runtime_checkable
 class ReadView(Protocol):
     """One committed state of an index: every read through it sees the same generation."""

@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import Backend, DocRow, ReadView, chunk_spans
+from ..backends.base import Backend, DocRow, ReadView, best_chunk_per_document, chunk_spans
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
@@ -117,7 +117,7 @@ class Searcher:
         chunk_keyword = None
         if adaptive:
             if adaptive_fusion.SHIPPED.late_share > 0:
-                lists["best_chunk"] = self._best_chunk_per_document(
+                lists["best_chunk"] = best_chunk_per_document(
                     view, qvec, CHUNKS_PER_CANDIDATE * depth, filters)
             final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
         elif mode == "hybrid":
@@ -161,20 +161,6 @@ class Searcher:
             passage[sorter[np.searchsorted(ev.ids, docs, sorter=sorter)]] = scores[first_row]
         final = adaptive_fusion.second_stage(first, passage, weights)
         return dict(zip(ev.ids.tolist(), final.tolist())), dict(chunk_keyword)
-
-    def _best_chunk_per_document(self, view: ReadView, qvec: np.ndarray, n: int,
-                                 filters: Filters | None) -> dict[int, float]:
-        """``doc id → cosine`` of each document's best chunk among the top ``n`` chunks."""
-        top = view.vector_search("chunks", qvec, n, filters)
-        if not top:
-            return {}
-        spans = chunk_spans(view, ids=top)
-        docs = spans.doc_ids
-        scores = np.fromiter((top[c] for c in spans.ids.tolist()), dtype=float, count=len(docs))
-        # ``top`` is best first, so each document's first chunk is its best.
-        docs, first_row = np.unique(docs, return_index=True)
-        order = np.argsort(first_row, kind="stable")
-        return dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
 
     def _hits(self, view: ReadView, order: list[int], final: Mapping[int, float],
               qvec: np.ndarray | None, text: str | None,

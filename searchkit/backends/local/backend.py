@@ -340,6 +340,18 @@ class LocalReadView:
         vectors = table.vectors_at(positions) if dim is not None and ids is None else None
         return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6], vectors)
 
+    def best_chunk_per_document(self, qvec: np.ndarray, n: int,
+                                filters: Filters | None = None) -> dict[int, float] | None:
+        """See :func:`searchkit.backends.base.best_chunk_per_document`: on an exact (flat)
+        chunk index, one matrix product over the :class:`ChunkTable` (the same chunks a flat
+        search finds); ``None`` (the generic path) with filters or an approximate index."""
+        table = self._chunk_table()
+        if filters or table is None or table.owner.params.kind != "flat" \
+                or table.vectors.shape[1] != qvec.shape[0]:
+            return None
+        docs, scores = table.best_per_document(qvec, n)
+        return dict(zip(docs.tolist(), scores.tolist()))
+
     def vectors(self, table: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.store.vectors(table, self._dim(), ids=ids)
 

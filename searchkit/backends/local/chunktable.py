@@ -88,7 +88,27 @@ class ChunkTable:
         table = cls(columns, rows, vectors, index)
         object.__setattr__(table, "_by_id", by_id)
         object.__setattr__(table, "_sorted_ids", columns[by_id, 0])
+        docs = columns[:, 1]
+        object.__setattr__(table, "_doc_starts",
+                           np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]]) if len(docs) else docs)
         return table
+
+    def best_per_document(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(doc ids, cosines)`` of each document's best chunk among the top ``n`` chunks,
+        best first (ties by document id), scoring every chunk exactly: what a top-``n`` search
+        of a flat index returns, without the search's heap and a lookup of each chunk's
+        document. Only for exact (flat) chunk indexes: an approximate one visits fewer."""
+        if not len(self.columns) or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores = (self.vectors @ np.asarray(qvec, dtype=np.float32))[self.rows]
+        n = min(n, len(scores))
+        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
+        starts = self._doc_starts   # type: ignore[attr-defined]
+        best = np.maximum.reduceat(scores, starts)
+        keep = np.flatnonzero(best >= threshold)
+        docs = self.columns[starts[keep], 1]
+        order = np.lexsort((docs, -best[keep]))
+        return docs[order], best[keep][order]
 
     def of_documents(self, doc_ids: Iterable[int]) -> np.ndarray:
         """Positions of the chunks of ``doc_ids``, ordered by (document id, ordinal) as the

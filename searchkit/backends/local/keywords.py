@@ -139,12 +139,26 @@ class KeywordTable:
         mine = where[self.ids[where] == row_ids] if len(self.ids) else where[:0]
         score = np.zeros(len(mine))
         matched = np.zeros(len(mine), dtype=bool)
+        if not len(mine):
+            return []
+        # ``mine`` is a few runs of consecutive positions (a document's chunks have
+        # consecutive ids): each phrase's postings inside them are found by the runs' ends,
+        # not by looking up every row.
+        breaks = np.flatnonzero(np.diff(mine) != 1) + 1
+        first = np.r_[0, breaks]                    # where each run starts in ``mine``
+        starts, stops = mine[first], mine[np.r_[breaks - 1, len(mine) - 1]] + 1
         for phrase in phrases:
             part = self.postings(store, phrase)
-            at = np.minimum(np.searchsorted(part.positions, mine), max(len(part.positions) - 1, 0))
-            hit = part.positions[at] == mine if len(part.positions) else np.zeros(len(mine), bool)
-            score[hit] += part.scores[at[hit]]
-            matched |= hit
+            lo = np.searchsorted(part.positions, starts)
+            counts = np.searchsorted(part.positions, stops) - lo
+            total = int(counts.sum())
+            if not total:
+                continue
+            # The postings of every run, concatenated without a Python loop.
+            at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
+            local = part.positions[at] - np.repeat(starts - first, counts)
+            score[local] += part.scores[at]
+            matched[local] = True
         return self._ranked(mine[matched], score[matched], None)
 
     def _ranked(self, positions: np.ndarray, scores: np.ndarray,

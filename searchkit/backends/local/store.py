@@ -165,6 +165,7 @@ class Store:
     def __init__(self, db: sqlite_utils.Database, path: Path):
         self.db = db
         self.path = path
+        self._snapshot_generation: int | None = None   # read once per snapshot
 
     @classmethod
     def open(cls, folder: Path, create: bool = False, migrate_wait: float = 30.0) -> "Store":
@@ -304,6 +305,8 @@ class Store:
 
     @property
     def generation(self) -> int:
+        if self._snapshot_generation is not None:
+            return self._snapshot_generation
         row = self.db.execute("SELECT value FROM manifest WHERE key = 'generation'").fetchone()
         return int(json.loads(row[0])) if row else 0
 
@@ -320,14 +323,18 @@ class Store:
             return
         conn.execute("BEGIN")
         try:
+            # A snapshot sees one generation: read it once (a search asks several times).
+            self._snapshot_generation = self.generation
             yield self
         finally:
+            self._snapshot_generation = None
             if conn.in_transaction:
                 conn.execute("COMMIT")  # nothing was written: this only ends the snapshot
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Store"]:
         """One atomic write; bumps the generation so cached FAISS files are known stale."""
+        self._snapshot_generation = None   # a write inside a read snapshot moves it on
         with self.db.atomic():
             self.db.execute("UPDATE manifest SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             yield self
