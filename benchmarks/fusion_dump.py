@@ -32,6 +32,20 @@ from searchkit.evaluation.datasets import load_beir  # noqa: E402
 CHUNK_TOP = 1000
 
 
+def window_bm25(ix, texts: list[str], doc_ids: np.ndarray) -> np.ndarray:
+    """``(queries, documents)``: each document's best BM25 over a passage of two adjacent
+    chunks, exactly as the search computes it for its head (the local backend's
+    ``best_passage_bm25``), here for every document. Documents in ``doc_ids`` order."""
+    out = np.zeros((len(texts), len(doc_ids)), dtype=np.float32)
+    column = {int(d): j for j, d in enumerate(doc_ids)}
+    every = [int(d) for d in doc_ids]
+    with ix.backend.snapshot() as view:
+        for q, text in enumerate(texts):
+            for doc, score in (view.best_passage_bm25(text, every) or {}).items():
+                out[q, column[doc]] = score
+    return out
+
+
 def dump(dataset: Path, index: Path, out: Path) -> None:
     start = time.perf_counter()
     data = load_beir(dataset)
@@ -81,6 +95,7 @@ def dump(dataset: Path, index: Path, out: Path) -> None:
             n_terms[row] = len(terms)
             term_df.append([int(db.execute("SELECT count(*) FROM documents_fts WHERE documents_fts "
                                            "MATCH ?", [t]).fetchone()[0]) for t in terms])
+        windows = window_bm25(ix, [queries[q] for q in qids], np.asarray(doc_ids))
     rel = np.zeros((n_q, n_docs), dtype=np.int8)
     key_pos = {k: j for j, k in enumerate(doc_keys)}
     for row, q in enumerate(qids):
@@ -91,9 +106,23 @@ def dump(dataset: Path, index: Path, out: Path) -> None:
     np.savez_compressed(out, feats=feats, rel=rel, n_terms=n_terms,
                         doc_keys=np.array(doc_keys), qids=np.array(qids),
                         term_df=np.array(json.dumps(term_df)), n_docs=n_docs,
-                        n_chunks=len(chunk_ids), chunk_top_doc=top_doc, chunk_top_score=top_score)
+                        n_chunks=len(chunk_ids), chunk_top_doc=top_doc, chunk_top_score=top_score,
+                        window_bm25=windows)
     print(f"{data.name}: {n_q} queries x {n_docs} documents, {len(chunk_ids)} chunks -> {out} "
           f"({time.perf_counter() - start:.0f} s)")
+
+
+def add_windows(dataset: Path, index: Path, out: Path) -> None:
+    """Add ``window_bm25`` to a dump made before it existed (the rest is left as it is)."""
+    data = load_beir(dataset)
+    dump = dict(np.load(out))
+    with SearchIndex.open(index) as ix:
+        keys = dict(ix.backend.store.db.execute("SELECT key, id FROM documents").fetchall())
+        doc_ids = np.asarray([keys[str(k)] for k in dump["doc_keys"]], dtype=np.int64)
+        dump["window_bm25"] = window_bm25(ix, [data.judged_queries[str(q)] for q in dump["qids"]],
+                                          doc_ids)
+    np.savez_compressed(out, **dump)
+    print(f"{data.name}: window_bm25 added to {out}")
 
 
 def main() -> None:
@@ -101,8 +130,13 @@ def main() -> None:
     parser.add_argument("dataset", type=Path, help="BEIR folder")
     parser.add_argument("index", type=Path, help="index folder built by searchkit eval --modes doc-long")
     parser.add_argument("out", type=Path, help="output .npz")
+    parser.add_argument("--add-windows", action="store_true",
+                        help="only add window_bm25 to an existing dump")
     args = parser.parse_args()
-    dump(args.dataset, args.index, args.out)
+    if args.add_windows:
+        add_windows(args.dataset, args.index, args.out)
+    else:
+        dump(args.dataset, args.index, args.out)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,15 @@ def top_lists(data, lists: tuple[str, ...], depth: int,
     return out
 
 
+# What the product reads (searchkit/retrieval/searcher.py), each switchable to what it read
+# before: every candidate's own best late chunk (--late exact) or only the documents with a
+# chunk in the top chunk list (--late list, the rest at its floor); the passage stage's BM25
+# of the best window of two adjacent chunks (--passage window), of the best single chunk
+# (chunk), or the better of the two (max).
+LATE_EXACT = [True]
+PASSAGE = ["window"]
+
+
 def load(path: Path, lists: tuple[str, ...], depth: int, chunk_depth: int) -> Batch:
     data = np.load(path)
     feats, rel = data["feats"], data["rel"]
@@ -88,6 +97,16 @@ def load(path: Path, lists: tuple[str, ...], depth: int, chunk_depth: int) -> Ba
         scores[row, :n], present[row, :n], mask[row, :n] = ev.scores, ev.present, True
         grades[row, :n] = rel[row, ev.ids]
         exact[row, :n] = feats[row, ev.ids]
+        if PASSAGE[0] != "chunk":
+            # The passage stage reads the best two-chunk window instead of the best chunk,
+            # or the better of the two.
+            window = data["window_bm25"][row, ev.ids]
+            col = COLUMN["chunk_keyword"]
+            exact[row, :n, col] = window if PASSAGE[0] == "window" else \
+                np.maximum(window, exact[row, :n, col])
+        if LATE_EXACT[0] and "late" in lists:
+            # Every candidate's own best chunk, not only those with a chunk in the top list.
+            scores[row, :n, lists.index("late")] = feats[row, ev.ids, COLUMN["late"]]
     return Batch(path.stem, scores, present, np.stack([e.tops for e in per_query]),
                  np.stack([e.sizes for e in per_query]), mask, grades, exact,
                  (rel > 0).sum(1), data["n_terms"], ideal_dcg(rel))
@@ -382,7 +401,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--shipped", action="store_true",
                         help="score the shipped numbers (fusion.SHIPPED) and the fixed rules only")
+    parser.add_argument("--late", choices=("exact", "list"), default="exact",
+                        help="every candidate's own best late-chunk cosine, or only the late "
+                             "list's documents (the rest at its floor)")
+    parser.add_argument("--passage", choices=("chunk", "window", "max"), default="window",
+                        help="passage BM25 of the best chunk, of the best two adjacent chunks, "
+                             "or the better of the two")
     args = parser.parse_args()
+    LATE_EXACT[0] = args.late == "exact"
+    PASSAGE[0] = args.passage
     lists = fusion.LISTS
     names = [s for s in args.sets.split(",") if (args.dumps / f"{s}.npz").exists()]
     start = time.perf_counter()

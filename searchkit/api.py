@@ -304,12 +304,15 @@ class SearchIndex:
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
         parsed = as_filters(filters)
-        if self._count() == 0:
-            return []
         text = query if query_terms(query) else None
         if mode == "keyword" and text is None:
             return []
-        qvec = self._queries.get(query, self._encode_queries) if mode != "keyword" else None
+        qvec = None
+        if mode != "keyword":
+            # An empty index answers without loading the model (a search of it finds nothing).
+            if query not in self._queries and self._count() == 0:
+                return []
+            qvec = self._queries.get(query, self._encode_queries)
         return self._searcher.run(Query(qvec, text, k, mode, rerank, fusion, parsed, chunks,
                                         distinct))
 

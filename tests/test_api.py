@@ -270,3 +270,16 @@ def test_naive_chunks_that_could_outgrow_the_window_are_refused(config):
         with pytest.raises(ConfigError, match=r"can reach 299 tokens; use at most 170"):
             ix.add_records([("a", "A short record.")])
         assert ix.stats()["documents"] == 0
+
+
+def test_an_emptied_index_finds_nothing_in_every_mode(fake_index_config):
+    # The first search of a query embeds it; once every document is removed, the same query
+    # (its vector kept) and a new one (no model run for an empty index) both find nothing.
+    with SearchIndex.open(config=fake_index_config, create=True) as ix:
+        ix.add_records([("a", "river harbour engine", {}), ("b", "glacier market", {})])
+        assert ix.search("river", k=5)
+        ix.remove(["a", "b"])
+        for mode in ("dense", "keyword", "hybrid"):
+            for chunks in (False, True):
+                assert ix.search("river", k=5, mode=mode, chunks=chunks) == []
+                assert ix.search("never asked before", k=5, mode=mode, chunks=chunks) == []

@@ -15,6 +15,7 @@ from searchkit.config import SearchConfig
 from searchkit.errors import InputError
 from searchkit.evaluation.runner import EVAL_MODES
 from searchkit.retrieval import fusion
+from searchkit.backends.base import ChunkRow, best_passage_bm25
 from searchkit.retrieval.fusion import SHIPPED, first_stage, gather, second_stage
 
 
@@ -69,6 +70,18 @@ def test_passage_bm25_reorders_only_the_head():
     final = second_stage(first, passage, weights)
     assert final[2] == first[2] and final[0] == first[0]
     assert final[1] > final[0]                # a decisive best passage lifts its document
+
+
+def test_passage_bm25_without_backend_windows_is_the_best_chunk():
+    # A backend that cannot score two-chunk windows (best_passage_bm25 of its own) lets each
+    # document's best single chunk stand for its best passage.
+    class RowsOnly:
+        def chunks(self, ids):
+            return {i: ChunkRow(i, i // 10, 0, 0, 1, 0, 1) for i in ids}
+
+    got = best_passage_bm25(RowsOnly(), "pass key", [1, 2, 3], {10: 5.0, 12: 4.0, 21: 6.0})
+    assert got == {1: 5.0, 2: 6.0}
+    assert best_passage_bm25(RowsOnly(), "pass key", [1], {}) == {}
 
 
 def test_shipped_weights_are_plain_numbers():

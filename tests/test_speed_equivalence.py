@@ -136,6 +136,21 @@ def test_best_chunk_per_document_equals_a_chunk_vector_search(index):
                 assert list(got.values()) == sorted(got.values(), reverse=True)
                 if n >= total:   # every document, each with its best chunk
                     assert set(got) == set(want) == set(view.store.ids("documents").tolist())
+            # Documents asked for by the other lists: each with its best over all its chunks,
+            # after the top-n list's documents, in the order given (unknown ids dropped).
+            docs = view.store.ids("documents").tolist()
+            include = [docs[-1], docs[0], 10**9, docs[5], docs[0]]
+            got = best_chunk_per_document(view, qvec, 3, include=include)
+            want = best_chunk_per_document(Generic(view), qvec, 3, include=include)
+            top = best_chunk_per_document(view, qvec, 3)
+            assert list(got)[:len(top)] == list(top)
+            assert [d for d in got if d not in top] == [d for d in dict.fromkeys(include)
+                                                          if d in docs and d not in top]
+            assert set(got) >= set(want) - set(top) and 10**9 not in got
+            spans = chunk_spans(view, doc_ids=docs, dim=qvec.shape[0])
+            exact = ranking.best_chunk_scores(spans.doc_ids, spans.vectors @ qvec)
+            for d, score in list(got.items())[len(top):]:
+                assert score == pytest.approx(exact[d], abs=1e-6) == want[d]
 
 
 def test_best_passage_positions_ties_and_missing_scores():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -120,24 +120,57 @@ def chunk_spans(view: "ReadView", doc_ids: Iterable[int] | None = None,
 
 
 def best_chunk_per_document(view: "ReadView", qvec: np.ndarray, n: int,
-                            filters: Filters | None = None) -> dict[int, float]:
+                            filters: Filters | None = None,
+                            include: Sequence[int] = ()) -> dict[int, float]:
     """``doc id → cosine`` of each document's best chunk among the top ``n`` chunks by vector
-    (documents passing ``filters``), best first. A backend may serve this itself, faster, as
-    ``view.best_chunk_per_document`` with the same arguments (returning ``None`` where it
-    cannot); otherwise it is one chunk-vector search and the owners of the chunks found."""
+    (documents passing ``filters``), best first; then each document of ``include`` not among
+    them, in that order, with its best chunk over all its chunks. A backend may serve this
+    itself, faster, as ``view.best_chunk_per_document`` with the same arguments (returning
+    ``None`` where it cannot); otherwise it is one chunk-vector search, the owners of the
+    chunks found, and one matrix product over the chunks of the rest of ``include``."""
     own = getattr(view, "best_chunk_per_document", None)
-    found = own(qvec, n, filters) if own is not None else None
+    found = own(qvec, n, filters, include) if own is not None else None
     if found is not None:
         return found
-    top = view.vector_search("chunks", qvec, n, filters)
-    if not top:
+    top = view.vector_search("chunks", qvec, n, filters) if n > 0 else {}
+    out: dict[int, float] = {}
+    if top:
+        spans = chunk_spans(view, ids=top)
+        scores = np.fromiter((top[c] for c in spans.ids.tolist()), dtype=float, count=len(spans.ids))
+        # ``top`` is best first, so each document's first chunk is its best.
+        docs, first_row = np.unique(spans.doc_ids, return_index=True)
+        order = np.argsort(first_row, kind="stable")
+        out = dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
+    rest = [int(d) for d in include if int(d) not in out]
+    if rest:
+        spans = chunk_spans(view, doc_ids=rest, dim=qvec.shape[0])
+        cosines = spans.vectors @ qvec
+        if len(cosines):
+            starts = np.flatnonzero(np.r_[True, spans.doc_ids[1:] != spans.doc_ids[:-1]])
+            best = dict(zip(spans.doc_ids[starts].tolist(),
+                            np.maximum.reduceat(cosines, starts).tolist()))
+            out.update((d, best[d]) for d in rest if d in best)
+    return out
+
+
+def best_passage_bm25(view: "ReadView", text: str, doc_ids: Sequence[int],
+                      chunk_keyword: Mapping[int, float]) -> dict[int, float]:
+    """``doc id → BM25`` of each document's best passage of two adjacent chunks (a passage a
+    chunk boundary cuts in two still counts whole; a document of one chunk: that chunk),
+    for those of ``doc_ids`` with a match. A backend may serve this itself as
+    ``view.best_passage_bm25(text, doc_ids)`` (returning ``None`` where it cannot); otherwise
+    each document's best single chunk in ``chunk_keyword`` (its chunk BM25s) stands for it."""
+    own = getattr(view, "best_passage_bm25", None)
+    found = own(text, doc_ids) if own is not None else None
+    if found is not None:
+        return found
+    if not chunk_keyword:
         return {}
-    spans = chunk_spans(view, ids=top)
-    scores = np.fromiter((top[c] for c in spans.ids.tolist()), dtype=float, count=len(spans.ids))
-    # ``top`` is best first, so each document's first chunk is its best.
-    docs, first_row = np.unique(spans.doc_ids, return_index=True)
-    order = np.argsort(first_row, kind="stable")
-    return dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
+    spans = chunk_spans(view, ids=chunk_keyword)
+    best: dict[int, float] = {}
+    for doc, chunk in zip(spans.doc_ids.tolist(), spans.ids.tolist()):
+        best[doc] = max(best.get(doc, 0.0), chunk_keyword[chunk])
+    return best
 
 
 @runtime_checkable

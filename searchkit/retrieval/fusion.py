@@ -1,5 +1,7 @@
-"""Query-adaptive fusion of the evidence a hybrid search gathers: document-vector cosine,
-best late-chunk cosine and document BM25, each a top-``depth`` candidate list.
+"""Query-adaptive fusion of the evidence a hybrid search gathers: document-vector cosine and
+document BM25 (each a top-``depth`` candidate list), each candidate's best late-chunk cosine
+(the documents of the top late chunks join the candidates), and the BM25 of the best passage
+of the first stage's head.
 
 A fixed mix of the lists cannot suit every query: a needle lookup has one document with a
 rare term far ahead in BM25 while the vectors barely move, and a paraphrased question has a
@@ -87,7 +89,8 @@ class Weights:
     ``vector_gap_scale`` times the vector score's own first-to-second gap. Second stage,
     over the first stage's top ``head``: plus ``β·best passage BM25 / best passage BM25 of
     the head``, ``β`` rising from ``passage_low`` to ``passage_high`` around a relative gap
-    of ``passage_gap`` between the best two documents' passages.
+    of ``passage_gap`` between the best two documents' passages (a passage: two adjacent
+    chunks scored as one, so a passage a chunk boundary cuts in two still counts whole).
     """
 
     late_share: float
@@ -103,10 +106,11 @@ class Weights:
 
 
 # Fitted on all seven shared sets (git_whatis, man_whatis, pg_refpurpose, passkey 512w / 2048w /
-# 8192w / 32768w) by fusion_study.py, 2026-12-03, maximising mean nDCG@10. The best late chunk
-# takes a quarter of the vector side: each document's best among the top 4 x depth chunks.
-SHIPPED = Weights(late_share=0.25, keyword_low=0.1, keyword_high=0.9, keyword_gap=0.25,
-                  vector_gap_scale=0.0, head=20, passage_low=0.1, passage_high=0.4, passage_gap=0.3)
+# 8192w / 32768w) by fusion_study.py, 2026-12-03, maximising mean nDCG@10, over the evidence
+# the searcher gathers: every candidate's best late chunk, and the head's best passage of two
+# adjacent chunks.
+SHIPPED = Weights(late_share=0.5, keyword_low=0.15, keyword_high=0.5, keyword_gap=0.2,
+                  vector_gap_scale=2.0, head=20, passage_low=0.1, passage_high=0.4, passage_gap=0.2)
 
 
 def first_stage(ev: Evidence, w: Weights = SHIPPED) -> np.ndarray:

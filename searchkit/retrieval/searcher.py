@@ -16,7 +16,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import Backend, DocRow, ReadView, best_chunk_per_document, chunk_spans
+from ..backends.base import (Backend, DocRow, ReadView, best_chunk_per_document,
+                             best_passage_bm25, chunk_spans)
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
@@ -117,8 +118,10 @@ class Searcher:
         chunk_keyword = None
         if adaptive:
             if adaptive_fusion.SHIPPED.late_share > 0:
+                # Every candidate of the other lists gets its own best chunk too.
+                candidates = dict.fromkeys([*lists.get("dense", {}), *lists.get("keyword", {})])
                 lists["best_chunk"] = best_chunk_per_document(
-                    view, qvec, CHUNKS_PER_CANDIDATE * depth, filters)
+                    view, qvec, CHUNKS_PER_CANDIDATE * depth, filters, list(candidates))
             final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
         elif mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], query.fusion, settings.keyword_weight,
@@ -152,13 +155,10 @@ class Searcher:
         chunk_keyword = view.keyword_chunks(text, head.tolist()) if text and lists.get("keyword") else {}
         passage = np.zeros(len(ev.ids))
         if chunk_keyword:
-            owners = chunk_spans(view, ids=chunk_keyword)
-            docs = owners.doc_ids
-            scores = _aligned(owners.ids, chunk_keyword)
-            # Chunks come best first: a document's first one is its best passage.
-            docs, first_row = np.unique(docs, return_index=True)
+            best = best_passage_bm25(view, text, head.tolist(), chunk_keyword)
+            docs = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
             sorter = np.argsort(ev.ids)
-            passage[sorter[np.searchsorted(ev.ids, docs, sorter=sorter)]] = scores[first_row]
+            passage[sorter[np.searchsorted(ev.ids, docs, sorter=sorter)]] = list(best.values())
         final = adaptive_fusion.second_stage(first, passage, weights)
         return dict(zip(ev.ids.tolist(), final.tolist())), dict(chunk_keyword)
 

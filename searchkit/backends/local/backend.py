@@ -301,6 +301,29 @@ class LocalReadView:
             ids = ids[np.isin(ids, self.allowed("chunks", filters))]
         return dict(keywords.scores_of(self.store, phrases, ids)[:limit])
 
+    def best_passage_bm25(self, text: str, doc_ids: Sequence[int]) -> dict[int, float] | None:
+        """See :func:`searchkit.backends.base.best_passage_bm25`: windows of two adjacent
+        chunks scored from the in-memory BM25 (``KeywordTable.window_scores``)."""
+        table = self._chunk_table()
+        phrases = self._phrases(text)
+        if table is None or not phrases:
+            return None if table is None else {}
+        positions = table.of_documents(doc_ids)
+        if not len(positions):
+            return {}
+        docs = table.columns[positions, 1]
+        joined = np.r_[docs[1:] == docs[:-1], False]
+        first = np.r_[True, docs[1:] != docs[:-1]]
+        keywords = self.backend.keyword_table(self.store, "chunks_fts")
+        score = keywords.window_scores(self.store, phrases, table.columns[positions, 0], joined)
+        # A document's last chunk starts no window of its own (the one before covers it),
+        # unless it is the document's only chunk.
+        score = np.where(joined | first, score, 0.0)
+        starts = np.flatnonzero(first)
+        best = np.maximum.reduceat(score, starts)
+        keep = best > 0
+        return dict(zip(docs[starts][keep].tolist(), best[keep].tolist()))
+
     def documents(self, ids: Iterable[int]) -> dict[int, DocRow]:
         return self.store.documents(list(ids))
 
@@ -340,8 +363,8 @@ class LocalReadView:
         vectors = table.vectors_at(positions) if dim is not None and ids is None else None
         return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6], vectors)
 
-    def best_chunk_per_document(self, qvec: np.ndarray, n: int,
-                                filters: Filters | None = None) -> dict[int, float] | None:
+    def best_chunk_per_document(self, qvec: np.ndarray, n: int, filters: Filters | None = None,
+                                include: Sequence[int] = ()) -> dict[int, float] | None:
         """See :func:`searchkit.backends.base.best_chunk_per_document`: on an exact (flat)
         chunk index, one matrix product over the :class:`ChunkTable` (the same chunks a flat
         search finds); ``None`` (the generic path) with filters or an approximate index."""
@@ -349,7 +372,8 @@ class LocalReadView:
         if filters or table is None or table.owner.params.kind != "flat" \
                 or table.vectors.shape[1] != qvec.shape[0]:
             return None
-        docs, scores = table.best_per_document(qvec, n)
+        docs, scores = table.best_per_document(
+            qvec, n, np.fromiter((int(d) for d in include), dtype=np.int64))
         return dict(zip(docs.tolist(), scores.tolist()))
 
     def vectors(self, table: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -93,22 +93,32 @@ class ChunkTable:
                            np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]]) if len(docs) else docs)
         return table
 
-    def best_per_document(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def best_per_document(self, qvec: np.ndarray, n: int,
+                          include: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(doc ids, cosines)`` of each document's best chunk among the top ``n`` chunks,
-        best first (ties by document id), scoring every chunk exactly: what a top-``n`` search
-        of a flat index returns, without the search's heap and a lookup of each chunk's
+        best first (ties by document id), then of each document of ``include`` not among
+        them (in that order) with its best chunk. Every chunk is scored exactly: what a top-``n``
+        search of a flat index returns, without the search's heap and a lookup of each chunk's
         document. Only for exact (flat) chunk indexes: an approximate one visits fewer."""
-        if not len(self.columns) or n <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        empty = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if not len(self.columns):
+            return empty
         scores = (self.vectors @ np.asarray(qvec, dtype=np.float32))[self.rows]
-        n = min(n, len(scores))
-        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
         starts = self._doc_starts   # type: ignore[attr-defined]
         best = np.maximum.reduceat(scores, starts)
-        keep = np.flatnonzero(best >= threshold)
-        docs = self.columns[starts[keep], 1]
-        order = np.lexsort((docs, -best[keep]))
-        return docs[order], best[keep][order]
+        docs = self.columns[starts, 1]   # ascending
+        if n > 0:
+            n = min(n, len(scores))
+            threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
+            keep = np.flatnonzero(best >= threshold)
+            keep = keep[np.lexsort((docs[keep], -best[keep]))]
+        else:
+            keep = np.zeros(0, np.int64)
+        if include is not None and len(include):
+            at = np.minimum(np.searchsorted(docs, include), len(docs) - 1)
+            extra = at[(docs[at] == include) & ~np.isin(at, keep)]
+            keep = np.concatenate([keep, extra[np.sort(np.unique(extra, return_index=True)[1])]])
+        return docs[keep], best[keep]
 
     def of_documents(self, doc_ids: Iterable[int]) -> np.ndarray:
         """Positions of the chunks of ``doc_ids``, ordered by (document id, ordinal) as the

@@ -33,18 +33,20 @@ from .store import FTS_TOKENIZE, Store
 # fts5Bm25Function's constants (SQLite's ext/fts5/fts5_aux.c).
 K1 = 1.2
 B = 0.75
-# Posting entries one table keeps (12 bytes each); the least recently used terms go first.
+# Posting entries one table keeps (20 bytes each); the least recently used terms go first.
 POSTINGS_BUDGET = 8_000_000
 TOKEN_CACHE = 4096   # query terms whose tokens are kept
 
 
 @dataclass(frozen=True)
 class Postings:
-    """One query term's rows (positions in :attr:`KeywordTable.ids`, ascending) and each
-    row's BM25 contribution."""
+    """One query term's rows (positions in :attr:`KeywordTable.ids`, ascending), each row's
+    BM25 contribution and occurrence count, and the term's idf."""
 
     positions: np.ndarray
     scores: np.ndarray
+    counts: np.ndarray
+    idf: float
 
 
 @dataclass(eq=False)
@@ -78,7 +80,9 @@ class KeywordTable:
                 return found
         rows, counts = self._matches(store, tokens)
         positions = np.searchsorted(self.ids, rows)
-        found = Postings(positions, self._contributions(positions, counts.astype(np.float64)))
+        freq = counts.astype(np.float64)
+        idf = self._idf(len(positions))
+        found = Postings(positions, self._contributions(positions, freq, idf), freq, idf)
         with self._lock:
             if tokens not in self._postings:
                 self._postings[tokens] = found
@@ -105,13 +109,14 @@ class KeywordTable:
         rows, counts = np.unique(starts >> 34, return_counts=True)
         return rows, counts
 
-    def _contributions(self, positions: np.ndarray, freq: np.ndarray) -> np.ndarray:
+    def _idf(self, hits: int) -> float:
+        """fts5Bm25Function's idf of a phrase in ``hits`` rows, clamped to 1e-6."""
+        idf = math.log((len(self.ids) - hits + 0.5) / (hits + 0.5))
+        return idf if idf > 0.0 else 1e-6
+
+    def _contributions(self, positions: np.ndarray, freq: np.ndarray, idf: float) -> np.ndarray:
         """Each row's BM25 term for one phrase, as fts5Bm25Function computes it:
-        ``idf * (f * (k1 + 1)) / (f + k1 * (1 - b + b * D / avgdl))``, idf clamped to 1e-6."""
-        rows, hits = len(self.ids), len(positions)
-        idf = math.log((rows - hits + 0.5) / (hits + 0.5))
-        if idf <= 0.0:
-            idf = 1e-6
+        ``idf * (f * (k1 + 1)) / (f + k1 * (1 - b + b * D / avgdl))``."""
         length = self.lengths[positions]
         return idf * ((freq * (K1 + 1.0)) / (freq + K1 * (1 - B + B * length / self.average)))
 
@@ -135,31 +140,50 @@ class KeywordTable:
     def scores_of(self, store: Store, phrases: Sequence[tuple[str, ...]],
                   row_ids: np.ndarray) -> list[tuple[int, float]]:
         """``(row id, BM25)`` of those of ``row_ids`` (ascending) that match, best first."""
-        where = np.minimum(np.searchsorted(self.ids, row_ids), max(len(self.ids) - 1, 0))
-        mine = where[self.ids[where] == row_ids] if len(self.ids) else where[:0]
+        mine = self._positions(row_ids)
         score = np.zeros(len(mine))
         matched = np.zeros(len(mine), dtype=bool)
         if not len(mine):
             return []
-        # ``mine`` is a few runs of consecutive positions (a document's chunks have
-        # consecutive ids): each phrase's postings inside them are found by the runs' ends,
-        # not by looking up every row.
-        breaks = np.flatnonzero(np.diff(mine) != 1) + 1
-        first = np.r_[0, breaks]                    # where each run starts in ``mine``
-        starts, stops = mine[first], mine[np.r_[breaks - 1, len(mine) - 1]] + 1
+        runs = _Runs(mine)
         for phrase in phrases:
             part = self.postings(store, phrase)
-            lo = np.searchsorted(part.positions, starts)
-            counts = np.searchsorted(part.positions, stops) - lo
-            total = int(counts.sum())
-            if not total:
-                continue
-            # The postings of every run, concatenated without a Python loop.
-            at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
-            local = part.positions[at] - np.repeat(starts - first, counts)
+            at, local = runs.find(part.positions)
             score[local] += part.scores[at]
             matched[local] = True
         return self._ranked(mine[matched], score[matched], None)
+
+    def window_scores(self, store: Store, phrases: Sequence[tuple[str, ...]],
+                      row_ids: np.ndarray, joined: np.ndarray) -> np.ndarray:
+        """BM25 of windows of two rows: window ``i`` is row ``row_ids[i]`` plus, where
+        ``joined[i]``, row ``row_ids[i + 1]``, scored as one row (each phrase's counts and the
+        lengths summed over the two, average length doubled) with fts5Bm25Function's
+        formula and each phrase's idf in the table. ``row_ids``: runs of consecutive ids."""
+        where = self._positions(row_ids)
+        if len(where) != len(row_ids):
+            raise ValueError("window rows must all be rows of the table")
+        score = np.zeros(len(where))
+        if not len(where):
+            return score
+        length = self.lengths[where]
+        length = length + np.where(joined, np.r_[length[1:], 0.0], 0.0)
+        norm = K1 * (1 - B + B * length / (2 * self.average))
+        runs = _Runs(where)
+        for phrase in phrases:
+            part = self.postings(store, phrase)
+            at, local = runs.find(part.positions)
+            freq = np.zeros(len(where))
+            freq[local] = part.counts[at]
+            freq = freq + np.where(joined, np.r_[freq[1:], 0.0], 0.0)
+            score += part.idf * ((freq * (K1 + 1.0)) / (freq + norm))
+        return score
+
+    def _positions(self, row_ids: np.ndarray) -> np.ndarray:
+        """Positions in :attr:`ids` of those of ``row_ids`` that are rows, in their order."""
+        if not len(self.ids):
+            return np.zeros(0, np.int64)
+        where = np.minimum(np.searchsorted(self.ids, row_ids), len(self.ids) - 1)
+        return where[self.ids[where] == row_ids]
 
     def _ranked(self, positions: np.ndarray, scores: np.ndarray,
                 limit: int | None) -> list[tuple[int, float]]:
@@ -172,6 +196,29 @@ class KeywordTable:
             positions, scores = positions[keep], scores[keep]
         order = np.lexsort((positions, -scores))[:limit]
         return list(zip(self.ids[positions[order]].tolist(), scores[order].tolist()))
+
+
+class _Runs:
+    """Positions given as a few runs of consecutive values (a document's chunks have
+    consecutive ids), and where a term's postings fall in them: found by the runs' ends,
+    not by looking up every position."""
+
+    def __init__(self, positions: np.ndarray):
+        breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+        first = np.r_[0, breaks]                   # where each run starts in ``positions``
+        self.starts = positions[first]
+        self.stops = positions[np.r_[breaks - 1, len(positions) - 1]] + 1
+        self.offset = self.starts - first
+
+    def find(self, postings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(at, local)``: indexes into ``postings`` that fall in the runs, and the index of
+        each in the positions given."""
+        lo = np.searchsorted(postings, self.starts)
+        counts = np.searchsorted(postings, self.stops) - lo
+        total = int(counts.sum())
+        # The postings of every run, concatenated without a Python loop.
+        at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
+        return at, postings[at] - np.repeat(self.offset, counts)
 
 
 def _row_lengths(sizes: list[bytes]) -> np.ndarray:
