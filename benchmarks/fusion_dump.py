@@ -35,13 +35,13 @@ CHUNK_TOP = 1000
 def window_bm25(ix, texts: list[str], doc_ids: np.ndarray) -> np.ndarray:
     """``(queries, documents)``: each document's best BM25 over a passage of two adjacent
     chunks, exactly as the search computes it for its head (the local backend's
-    ``best_passage_bm25``), here for every document. Documents in ``doc_ids`` order."""
+    ``passage_bm25``), here for every document. Documents in ``doc_ids`` order."""
     out = np.zeros((len(texts), len(doc_ids)), dtype=np.float32)
     column = {int(d): j for j, d in enumerate(doc_ids)}
     every = [int(d) for d in doc_ids]
     with ix.backend.snapshot() as view:
         for q, text in enumerate(texts):
-            for doc, score in (view.best_passage_bm25(text, every) or {}).items():
+            for doc, score in view.passage_bm25(text, every)[1].items():
                 out[q, column[doc]] = score
     return out
 

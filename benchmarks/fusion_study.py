@@ -343,7 +343,8 @@ def head_mask(first: np.ndarray, mask: np.ndarray, head: int) -> np.ndarray:
 
 def two_stage(b: Batch, params: dict, second: dict, head: int) -> np.ndarray:
     first = fusion.gated(b.scores, b.tops, **params)
-    return fusion.head_boost(first, b.exact[:, :, 3], head_mask(first, b.mask, head), **second)
+    return fusion.head_boost(first, b.exact[:, :, 3], head_mask(first, b.mask, head), **second,
+                             softness=params.get("softness", 0.03))
 
 
 def head_search(batches: list[Batch], params: dict, head: int) -> dict[str, float]:
@@ -355,7 +356,8 @@ def head_search(batches: list[Batch], params: dict, head: int) -> dict[str, floa
         second = dict(zip(HEAD_GRID, values))
         if second["high"] < second["low"]:
             continue
-        value = objective([fit_value(b, fusion.head_boost(f, b.exact[:, :, 3], h, **second))
+        value = objective([fit_value(b, fusion.head_boost(f, b.exact[:, :, 3], h, **second,
+                                                          softness=params.get("softness", 0.03)))
                            for (b, f), h in zip(firsts, heads)], batches)
         if value > best_value:
             best, best_value = second, value
@@ -420,6 +422,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--shipped", action="store_true",
                         help="score the shipped numbers (fusion.SHIPPED) and the fixed rules only")
+    parser.add_argument("--softness", default="",
+                        help="comma-separated gate widths to add to the grid (default: 0.03 only)")
     parser.add_argument("--margin-weight", type=float, default=MARGIN_WEIGHT[0],
                         help="weight of the relevant document's score margin in the fit")
     parser.add_argument("--late", choices=("exact", "list"), default="exact",
@@ -431,6 +435,8 @@ def main() -> None:
     args = parser.parse_args()
     LATE_EXACT[0] = args.late == "exact"
     MARGIN_WEIGHT[0] = args.margin_weight
+    if args.softness:
+        GRID["softness"] = tuple(float(v) for v in args.softness.split(","))
     PASSAGE[0] = args.passage
     lists = fusion.LISTS
     names = [s for s in args.sets.split(",") if (args.dumps / f"{s}.npz").exists()]

@@ -15,7 +15,7 @@ from searchkit.config import SearchConfig
 from searchkit.errors import InputError
 from searchkit.evaluation.runner import EVAL_MODES
 from searchkit.retrieval import fusion
-from searchkit.backends.base import ChunkRow, best_passage_bm25
+from searchkit.backends.base import ChunkRow, passage_bm25
 from searchkit.retrieval.fusion import SHIPPED, first_stage, gather, second_stage
 
 
@@ -73,15 +73,22 @@ def test_passage_bm25_reorders_only_the_head():
 
 
 def test_passage_bm25_without_backend_windows_is_the_best_chunk():
-    # A backend that cannot score two-chunk windows (best_passage_bm25 of its own) lets each
+    # A backend that cannot score two-chunk windows (no passage_bm25 of its own) lets each
     # document's best single chunk stand for its best passage.
     class RowsOnly:
+        def __init__(self, found):
+            self.found = found
+
+        def keyword_chunks(self, text, doc_ids=None, limit=None, filters=None):
+            return {c: s for c, s in self.found.items() if c // 10 in doc_ids}
+
         def chunks(self, ids):
             return {i: ChunkRow(i, i // 10, 0, 0, 1, 0, 1) for i in ids}
 
-    got = best_passage_bm25(RowsOnly(), "pass key", [1, 2, 3], {10: 5.0, 12: 4.0, 21: 6.0})
-    assert got == {1: 5.0, 2: 6.0}
-    assert best_passage_bm25(RowsOnly(), "pass key", [1], {}) == {}
+    view = RowsOnly({10: 5.0, 12: 4.0, 21: 6.0, 30: 9.0})
+    chunks, best = passage_bm25(view, "pass key", [1, 2])
+    assert chunks == {10: 5.0, 12: 4.0, 21: 6.0} and best == {1: 5.0, 2: 6.0}
+    assert passage_bm25(RowsOnly({}), "pass key", [1]) == ({}, {})
 
 
 def test_shipped_weights_are_plain_numbers():

@@ -171,7 +171,7 @@ def test_tokens_follow_the_index_tokenizer():
 
 
 def test_passage_windows_score_two_adjacent_chunks_as_one(index):
-    # best_passage_bm25: each document's best window of two adjacent chunks, each phrase's
+    # passage_bm25: each document's best window of two adjacent chunks, each phrase's
     # counts and the lengths summed, FTS5's formula with the chunk table's idf and twice its
     # average length; a document's last chunk starts no window unless it is its only one.
     # Checked against the same arithmetic written out per window from the counts FTS5 gives.
@@ -186,7 +186,9 @@ def test_passage_windows_score_two_adjacent_chunks_as_one(index):
         length = dict(zip(table.ids.tolist(), table.lengths.tolist()))
         for query in QUERIES:
             phrases = view._phrases(query)   # the query's terms as FTS5 tokenizes them
-            got = view.best_passage_bm25(query, docs[::2])
+            chunk_scores, got = view.passage_bm25(query, docs[::2])
+            # The chunks' own BM25 from the same pass: keyword_chunks, order and floats.
+            assert list(chunk_scores.items()) == list(view.keyword_chunks(query, docs[::2]).items())
             counts = []
             for phrase in phrases:
                 rows, n = table._matches(store, phrase)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -153,24 +153,26 @@ def best_chunk_per_document(view: "ReadView", qvec: np.ndarray, n: int,
     return out
 
 
-def best_passage_bm25(view: "ReadView", text: str, doc_ids: Sequence[int],
-                      chunk_keyword: Mapping[int, float]) -> dict[int, float]:
-    """``doc id → BM25`` of each document's best passage of two adjacent chunks (a passage a
-    chunk boundary cuts in two still counts whole; a document of one chunk: that chunk),
-    for those of ``doc_ids`` with a match. A backend may serve this itself as
-    ``view.best_passage_bm25(text, doc_ids)`` (returning ``None`` where it cannot); otherwise
-    each document's best single chunk in ``chunk_keyword`` (its chunk BM25s) stands for it."""
-    own = getattr(view, "best_passage_bm25", None)
+def passage_bm25(view: "ReadView", text: str,
+                 doc_ids: Sequence[int]) -> tuple[dict[int, float], dict[int, float]]:
+    """The BM25 of the matching chunks of ``doc_ids`` (``chunk id → score``, best first, as
+    :meth:`ReadView.keyword_chunks`), and ``doc id → BM25`` of each document's best passage
+    of two adjacent chunks (a passage a chunk boundary cuts in two still counts whole; a
+    document of one chunk: that chunk), for the documents with a match. A backend may serve
+    this itself as ``view.passage_bm25(text, doc_ids)`` (returning ``None`` where it cannot);
+    otherwise each document's best single chunk stands for its best passage."""
+    own = getattr(view, "passage_bm25", None)
     found = own(text, doc_ids) if own is not None else None
     if found is not None:
         return found
+    chunk_keyword = view.keyword_chunks(text, doc_ids)
     if not chunk_keyword:
-        return {}
+        return {}, {}
     spans = chunk_spans(view, ids=chunk_keyword)
     best: dict[int, float] = {}
     for doc, chunk in zip(spans.doc_ids.tolist(), spans.ids.tolist()):
         best[doc] = max(best.get(doc, 0.0), chunk_keyword[chunk])
-    return best
+    return chunk_keyword, best
 
 
 @runtime_checkable

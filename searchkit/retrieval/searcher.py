@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..backends.base import (Backend, DocRow, ReadView, best_chunk_per_document,
-                             best_passage_bm25, chunk_spans)
+                             chunk_spans, passage_bm25)
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
@@ -152,10 +152,10 @@ class Searcher:
             return {}, {}
         first = adaptive_fusion.first_stage(ev, weights)
         head = ev.ids[np.argsort(-first, kind="stable")[:weights.head]]
-        chunk_keyword = view.keyword_chunks(text, head.tolist()) if text and lists.get("keyword") else {}
+        chunk_keyword, best = passage_bm25(view, text, head.tolist()) \
+            if text and lists.get("keyword") else ({}, {})
         passage = np.zeros(len(ev.ids))
-        if chunk_keyword:
-            best = best_passage_bm25(view, text, head.tolist(), chunk_keyword)
+        if best:
             docs = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
             sorter = np.argsort(ev.ids)
             passage[sorter[np.searchsorted(ev.ids, docs, sorter=sorter)]] = list(best.values())

@@ -301,28 +301,33 @@ class LocalReadView:
             ids = ids[np.isin(ids, self.allowed("chunks", filters))]
         return dict(keywords.scores_of(self.store, phrases, ids)[:limit])
 
-    def best_passage_bm25(self, text: str, doc_ids: Sequence[int]) -> dict[int, float] | None:
-        """See :func:`searchkit.backends.base.best_passage_bm25`: windows of two adjacent
-        chunks scored from the in-memory BM25 (``KeywordTable.window_scores``)."""
+    def passage_bm25(self, text: str, doc_ids: Sequence[int]
+                     ) -> tuple[dict[int, float], dict[int, float]] | None:
+        """See :func:`searchkit.backends.base.passage_bm25`: the chunks' BM25 and windows of
+        two adjacent chunks, in one pass over the in-memory BM25's postings
+        (``KeywordTable.window_scores``)."""
         table = self._chunk_table()
+        if table is None:
+            return None
         phrases = self._phrases(text)
-        if table is None or not phrases:
-            return None if table is None else {}
         positions = table.of_documents(doc_ids)
-        if not len(positions):
-            return {}
-        docs = table.columns[positions, 1]
+        if not phrases or not len(positions):
+            return {}, {}
+        ids, docs = table.columns[positions, 0], table.columns[positions, 1]
         joined = np.r_[docs[1:] == docs[:-1], False]
         first = np.r_[True, docs[1:] != docs[:-1]]
         keywords = self.backend.keyword_table(self.store, "chunks_fts")
-        score = keywords.window_scores(self.store, phrases, table.columns[positions, 0], joined)
+        window, single = keywords.window_scores(self.store, phrases, ids, joined)
         # A document's last chunk starts no window of its own (the one before covers it),
         # unless it is the document's only chunk.
-        score = np.where(joined | first, score, 0.0)
+        window = np.where(joined | first, window, 0.0)
         starts = np.flatnonzero(first)
-        best = np.maximum.reduceat(score, starts)
+        best = np.maximum.reduceat(window, starts)
         keep = best > 0
-        return dict(zip(docs[starts][keep].tolist(), best[keep].tolist()))
+        matched = np.flatnonzero(single > 0)
+        order = matched[np.lexsort((ids[matched], -single[matched]))]   # keyword_chunks' order
+        return (dict(zip(ids[order].tolist(), single[order].tolist())),
+                dict(zip(docs[starts][keep].tolist(), best[keep].tolist())))
 
     def documents(self, ids: Iterable[int]) -> dict[int, DocRow]:
         return self.store.documents(list(ids))

@@ -154,17 +154,18 @@ class KeywordTable:
         return self._ranked(mine[matched], score[matched], None)
 
     def window_scores(self, store: Store, phrases: Sequence[tuple[str, ...]],
-                      row_ids: np.ndarray, joined: np.ndarray) -> np.ndarray:
-        """BM25 of windows of two rows: window ``i`` is row ``row_ids[i]`` plus, where
-        ``joined[i]``, row ``row_ids[i + 1]``, scored as one row (each phrase's counts and the
-        lengths summed over the two, average length doubled) with fts5Bm25Function's
-        formula and each phrase's idf in the table. ``row_ids``: runs of consecutive ids."""
+                      row_ids: np.ndarray, joined: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of windows of two rows, and of each row alone (as :meth:`scores_of`, 0 where
+        nothing matches). Window ``i`` is row ``row_ids[i]`` plus, where ``joined[i]``, row
+        ``row_ids[i + 1]``, scored as one row: each phrase's counts and the lengths summed over
+        the two, average length doubled, fts5Bm25Function's formula with each phrase's idf in
+        the table. ``row_ids``: runs of consecutive ids."""
         where = self._positions(row_ids)
         if len(where) != len(row_ids):
             raise ValueError("window rows must all be rows of the table")
-        score = np.zeros(len(where))
+        score, single = np.zeros(len(where)), np.zeros(len(where))
         if not len(where):
-            return score
+            return score, single
         length = self.lengths[where]
         length = length + np.where(joined, np.r_[length[1:], 0.0], 0.0)
         norm = K1 * (1 - B + B * length / (2 * self.average))
@@ -172,11 +173,12 @@ class KeywordTable:
         for phrase in phrases:
             part = self.postings(store, phrase)
             at, local = runs.find(part.positions)
+            single[local] += part.scores[at]
             freq = np.zeros(len(where))
             freq[local] = part.counts[at]
             freq = freq + np.where(joined, np.r_[freq[1:], 0.0], 0.0)
             score += part.idf * ((freq * (K1 + 1.0)) / (freq + norm))
-        return score
+        return score, single
 
     def _positions(self, row_ids: np.ndarray) -> np.ndarray:
         """Positions in :attr:`ids` of those of ``row_ids`` that are rows, in their order."""
