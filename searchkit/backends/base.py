@@ -155,8 +155,8 @@ def best_chunk_per_document(view: "ReadView", qvec: np.ndarray, n: int,
 
 def passage_bm25(view: "ReadView", text: str,
                  doc_ids: Sequence[int]) -> tuple[dict[int, float], dict[int, float]]:
-    """The BM25 of the matching chunks of ``doc_ids`` (``chunk id → score``, best first, as
-    :meth:`ReadView.keyword_chunks`), and ``doc id → BM25`` of each document's best passage
+    """The BM25 of the matching chunks of ``doc_ids`` (``chunk id → score``, the scores of
+    :meth:`ReadView.keyword_chunks`, in any order), and ``doc id → BM25`` of each document's best passage
     of two adjacent chunks (a passage a chunk boundary cuts in two still counts whole; a
     document of one chunk: that chunk), for the documents with a match. A backend may serve
     this itself as ``view.passage_bm25(text, doc_ids)`` (returning ``None`` where it cannot);

@@ -324,9 +324,8 @@ class LocalReadView:
         starts = np.flatnonzero(first)
         best = np.maximum.reduceat(window, starts)
         keep = best > 0
-        matched = np.flatnonzero(single > 0)
-        order = matched[np.lexsort((ids[matched], -single[matched]))]   # keyword_chunks' order
-        return (dict(zip(ids[order].tolist(), single[order].tolist())),
+        matched = single > 0
+        return (dict(zip(ids[matched].tolist(), single[matched].tolist())),
                 dict(zip(docs[starts][keep].tolist(), best[keep].tolist())))
 
     def documents(self, ids: Iterable[int]) -> dict[int, DocRow]:
