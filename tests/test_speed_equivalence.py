@@ -76,6 +76,31 @@ def test_chunk_table_holds_every_live_chunk(index):
             assert np.array_equal(getattr(spans, name), getattr(fast, name)), name
 
 
+def test_chunk_lookups_by_direct_array_equal_binary_search(index):
+    # Chunk and document ids index arrays directly where they are dense; where they are
+    # sparse (many replaced documents) a binary search serves. Both give the same positions.
+    from searchkit.backends.local import chunktable
+    with index.backend.snapshot() as view:
+        table = view._chunk_table()
+        ids = table.columns[:, 0]
+        docs = np.unique(table.columns[:, 1])
+        asks = [ids[::-3], np.r_[ids[5], -1, 10**9, ids[0]], ids[:0]]
+        doc_asks = [docs[::2], np.r_[docs[-1], -7, 10**9, docs[0], docs[0]], docs[:0]]
+        direct = [table.of_ids(a) for a in asks], [table.of_documents(d) for d in doc_asks]
+        assert table._at_id is not None and table._doc_range is not None
+        sparse = dataclasses.replace(table)   # the same table, lookups by binary search
+        for name in ("_by_id", "_sorted_ids", "_doc_starts"):
+            object.__setattr__(sparse, name, getattr(table, name))
+        object.__setattr__(sparse, "_at_id", None)
+        object.__setattr__(sparse, "_doc_range", None)
+        for a, want in zip(asks, direct[0]):
+            assert sparse.of_ids(a).tolist() == want.tolist()
+        for d, want in zip(doc_asks, direct[1]):
+            assert sparse.of_documents(d).tolist() == want.tolist()
+    assert chunktable._direct(np.array([3, 10**7]), np.array([0, 1])) is None
+    assert chunktable._direct(np.array([2, 0]), np.array([5, 6])).tolist() == [6, -1, 5]
+
+
 def test_every_search_equals_the_previous_path(index):
     reference = ReferenceSearcher(index.backend, index.config.search)
     between = Fts5Searcher(index.backend, index.config.search)

@@ -89,8 +89,13 @@ class ChunkTable:
         object.__setattr__(table, "_by_id", by_id)
         object.__setattr__(table, "_sorted_ids", columns[by_id, 0])
         docs = columns[:, 1]
-        object.__setattr__(table, "_doc_starts",
-                           np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]]) if len(docs) else docs)
+        starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]]) if len(docs) else docs
+        object.__setattr__(table, "_doc_starts", starts)
+        # Direct lookups by id (an array indexed by chunk or document id) where ids are dense
+        # enough: a binary search over a few hundred thousand ids costs a cache miss a step.
+        object.__setattr__(table, "_at_id", _direct(columns[:, 0], np.arange(len(columns))))
+        object.__setattr__(table, "_doc_range", _direct(
+            docs[starts], np.stack([starts, np.diff(np.r_[starts, len(docs)])], 1)))
         return table
 
     def best_per_document(self, qvec: np.ndarray, n: int,
@@ -124,9 +129,15 @@ class ChunkTable:
         """Positions of the chunks of ``doc_ids``, ordered by (document id, ordinal) as the
         SQL of :meth:`Store.chunks_of` orders them."""
         docs = np.unique(np.fromiter((int(d) for d in doc_ids), dtype=np.int64))
-        col = self.columns[:, 1]
-        start, end = np.searchsorted(col, docs, "left"), np.searchsorted(col, docs, "right")
-        lengths = end - start
+        direct = self._doc_range   # type: ignore[attr-defined]
+        if direct is not None:
+            found = direct[np.clip(docs, 0, len(direct) - 1)]
+            found = found[(docs >= 0) & (docs < len(direct)) & (found[:, 0] >= 0)]
+            start, lengths = found[:, 0], found[:, 1]
+        else:
+            col = self.columns[:, 1]
+            start = np.searchsorted(col, docs, "left")
+            lengths = np.searchsorted(col, docs, "right") - start
         if not lengths.sum():
             return np.zeros(0, np.int64)
         # Concatenated ranges start[i]..end[i] without a Python loop.
@@ -140,6 +151,10 @@ class ChunkTable:
         sorted_ids = self._sorted_ids   # type: ignore[attr-defined]
         if not len(sorted_ids) or not len(want):
             return np.zeros(0, np.int64)
+        direct = self._at_id   # type: ignore[attr-defined]
+        if direct is not None:
+            found = direct[np.clip(want, 0, len(direct) - 1)]
+            return found[(want >= 0) & (want < len(direct)) & (found >= 0)]
         where = np.minimum(np.searchsorted(sorted_ids, want), len(sorted_ids) - 1)
         hit = sorted_ids[where] == want
         return self._by_id[where[hit]]   # type: ignore[attr-defined]
@@ -150,3 +165,14 @@ class ChunkTable:
     def vectors_at(self, positions: np.ndarray) -> np.ndarray:
         """``(len(positions), dim)`` float32, a fresh contiguous copy."""
         return self.vectors[self.rows[positions]]
+
+
+def _direct(keys: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """``values`` (one row per key) in an array indexed by key, -1 where no key is; ``None``
+    when the keys are too sparse for that (ids never reused: many replaced documents leave
+    gaps) and a binary search serves instead."""
+    if not len(keys) or keys.min() < 0 or keys.max() > 4 * len(keys) + 4096:
+        return None
+    out = np.full((int(keys.max()) + 1,) + values.shape[1:], -1, dtype=np.int64)
+    out[keys] = values
+    return out
