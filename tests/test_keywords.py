@@ -184,7 +184,8 @@ def test_passage_windows_score_two_adjacent_chunks_as_one(index):
         for row in store.chunk_rows(docs):
             chunks.setdefault(row.doc_id, []).append(row.id)
         length = dict(zip(table.ids.tolist(), table.lengths.tolist()))
-        for query in QUERIES:
+        many = "the dump database rebase cafe run history commit squash sql pg_dump git a"
+        for query in [*QUERIES, many]:
             phrases = view._phrases(query)   # the query's terms as FTS5 tokenizes them
             chunk_scores, got = view.passage_bm25(query, docs[::2])
             # The chunks' own BM25 from the same pass: keyword_chunks' ids and floats.

@@ -166,19 +166,25 @@ class KeywordTable:
         score, single = np.zeros(len(where)), np.zeros(len(where))
         if not len(where):
             return score, single
+        if not phrases:
+            return score, single
         length = self.lengths[where]
         length = length + np.where(joined, np.r_[length[1:], 0.0], 0.0)
         norm = K1 * (1 - B + B * length / (2 * self.average))
         runs = _Runs(where)
-        for phrase in phrases:
-            part = self.postings(store, phrase)
+        # One row per phrase; the sums over rows run in phrase order from the first, as the
+        # per-phrase additions of scores_of do (bit for bit).
+        parts = [self.postings(store, phrase) for phrase in phrases]
+        freq = np.zeros((len(parts), len(where)))
+        alone = np.zeros((len(parts), len(where)))
+        for row, part in enumerate(parts):
             at, local = runs.find(part.positions)
-            single[local] += part.scores[at]
-            freq = np.zeros(len(where))
-            freq[local] = part.counts[at]
-            freq = freq + np.where(joined, np.r_[freq[1:], 0.0], 0.0)
-            score += part.idf * ((freq * (K1 + 1.0)) / (freq + norm))
-        return score, single
+            freq[row, local] = part.counts[at]
+            alone[row, local] = part.scores[at]
+        freq[:, :-1] += np.where(joined[:-1], freq[:, 1:], 0.0)
+        idf = np.array([part.idf for part in parts])[:, None]
+        score = (idf * ((freq * (K1 + 1.0)) / (freq + norm))).sum(0)
+        return score, alone.sum(0)
 
     def _positions(self, row_ids: np.ndarray) -> np.ndarray:
         """Positions in :attr:`ids` of those of ``row_ids`` that are rows, in their order."""
