@@ -143,14 +143,21 @@ def best_chunk_per_document(view: "ReadView", qvec: np.ndarray, n: int,
         out = dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
     rest = [int(d) for d in include if int(d) not in out]
     if rest:
-        spans = chunk_spans(view, doc_ids=rest, dim=qvec.shape[0])
-        cosines = spans.vectors @ qvec
-        if len(cosines):
-            starts = np.flatnonzero(np.r_[True, spans.doc_ids[1:] != spans.doc_ids[:-1]])
-            best = dict(zip(spans.doc_ids[starts].tolist(),
-                            np.maximum.reduceat(cosines, starts).tolist()))
-            out.update((d, best[d]) for d in rest if d in best)
+        best = best_chunk_of_documents(view, qvec, rest)
+        out.update((d, best[d]) for d in rest if d in best)
     return out
+
+
+def best_chunk_of_documents(view: "ReadView", qvec: np.ndarray,
+                            doc_ids: Iterable[int]) -> dict[int, float]:
+    """``doc id → cosine`` of each given document's best chunk over all its chunks (one
+    matrix product over their vectors); documents without chunks are left out."""
+    spans = chunk_spans(view, doc_ids=doc_ids, dim=qvec.shape[0])
+    if not len(spans.ids):
+        return {}
+    cosines = spans.vectors @ qvec
+    starts = np.flatnonzero(np.r_[True, spans.doc_ids[1:] != spans.doc_ids[:-1]])
+    return dict(zip(spans.doc_ids[starts].tolist(), np.maximum.reduceat(cosines, starts).tolist()))
 
 
 def passage_bm25(view: "ReadView", text: str,

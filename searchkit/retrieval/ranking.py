@@ -1,4 +1,4 @@
-"""Ranking arithmetic: best chunk per document, late reranking, rank and score fusion,
+"""Ranking arithmetic: late reranking, rank and score fusion,
 best passages, snippets.
 
 Pure functions over scores and vectors; the searcher fetches what they need from a backend.
@@ -9,14 +9,6 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-
-
-def best_chunk_scores(doc_ids: np.ndarray, scores: np.ndarray) -> dict[int, float]:
-    """``doc_id → score`` of each document's highest-scoring chunk (chunks grouped by document)."""
-    if not len(doc_ids):
-        return {}
-    starts = np.concatenate([[0], np.flatnonzero(doc_ids[1:] != doc_ids[:-1]) + 1])
-    return dict(zip(doc_ids[starts].tolist(), np.maximum.reduceat(scores, starts).tolist()))
 
 
 def late_rerank(doc_scores: Mapping[int, float], chunk_scores: Mapping[int, float],

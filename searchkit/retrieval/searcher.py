@@ -16,8 +16,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import (Backend, DocRow, ReadView, best_chunk_per_document,
-                             chunk_spans, passage_bm25)
+from ..backends.base import (Backend, DocRow, ReadView, best_chunk_of_documents,
+                             best_chunk_per_document, chunk_spans, passage_bm25)
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
@@ -134,8 +134,7 @@ class Searcher:
     def _best_chunk_scores(self, view: ReadView, qvec: np.ndarray,
                            doc_ids: Mapping[int, float]) -> dict[int, float]:
         """``doc id → cosine`` of each document's best chunk (all its chunks, one matrix product)."""
-        spans = chunk_spans(view, doc_ids=doc_ids, dim=qvec.shape[0])
-        return ranking.best_chunk_scores(spans.doc_ids, spans.vectors @ qvec)
+        return best_chunk_of_documents(view, qvec, doc_ids)
 
     def _adaptive(self, view: ReadView, lists: Mapping[str, Mapping[int, float]],
                   text: str | None, depth: int, k: int) -> tuple[dict[int, float], dict[int, float]]:

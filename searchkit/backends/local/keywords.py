@@ -163,11 +163,8 @@ class KeywordTable:
         where = self._positions(row_ids)
         if len(where) != len(row_ids):
             raise ValueError("window rows must all be rows of the table")
-        score, single = np.zeros(len(where)), np.zeros(len(where))
-        if not len(where):
-            return score, single
-        if not phrases:
-            return score, single
+        if not len(where) or not phrases:
+            return np.zeros(len(where)), np.zeros(len(where))
         length = self.lengths[where]
         length = length + np.where(joined, np.r_[length[1:], 0.0], 0.0)
         norm = K1 * (1 - B + B * length / (2 * self.average))
