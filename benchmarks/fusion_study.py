@@ -411,8 +411,9 @@ def main() -> None:
     parser.add_argument("dumps", type=Path, help="folder of <set>.npz from fusion_dump.py")
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--depth", type=int, default=50, help="candidates per list (search.rerank_depth)")
-    parser.add_argument("--chunk-depth", type=int, default=200,
-                        help="chunks fetched by vector for the late list")
+    parser.add_argument("--chunk-depth", type=int, default=0,
+                        help="documents of the top N chunks by vector join the candidates (the "
+                             "late list; 0, the product since 2026-12-03: none)")
     parser.add_argument("--head", type=int, default=20,
                         help="first-stage candidates whose chunks get BM25 scores")
     parser.add_argument("--l2", type=float, default=1e-3)

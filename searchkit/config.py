@@ -83,6 +83,7 @@ class AnnConfig:
 
     type: str = "auto"
     auto_flat_max: int = 100_000
+    auto_flat_mb_documents: float = 16.0
     nlist: int | None = None
     nprobe: int = 32
     hnsw_m: int = 32
@@ -209,7 +210,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 POSITIVE = {
     "model.window_tokens", "model.max_windows", "model.batch_tokens", "model.network_timeout", "chunking.size",
-    "ann.auto_flat_max", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
+    "ann.auto_flat_max", "ann.auto_flat_mb_documents", "ann.nlist", "ann.nprobe", "ann.hnsw_m", "ann.ef_construction",
     "ann.ef_search", "ingest.max_file_mb", "ingest.max_pages", "ingest.commit_every", "search.k",
     "search.rerank_depth", "search.rrf_k", "search.snippet_words",
     "milvus.hnsw_m", "milvus.hnsw_ef_construction", "milvus.ef_search", "milvus.nlist",

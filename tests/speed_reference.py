@@ -64,9 +64,6 @@ class SqlView(Fts5View):
     def __getattr__(self, name):
         if name == "chunk_spans":
             raise AttributeError(name)   # the generic path of base.chunk_spans
-        # best_chunk_per_document (the late list) stays the view's own: with the tied
-        # cosines of these corpora a top-n search keeps an arbitrary few of the chunks tied
-        # at its cut; test_best_chunk_per_document_equals_a_chunk_vector_search compares it.
         return getattr(self._view, name)
 
     def keyword_chunks(self, text, doc_ids=None, limit=None, filters=None):

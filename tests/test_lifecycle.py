@@ -89,6 +89,38 @@ def test_replace_and_remove_cycles_do_not_bloat(config, kind):
         assert_every_vector_finds_itself(ix)
 
 
+def test_auto_moves_documents_to_ivf_by_the_bytes_a_query_would_scan():
+    """``auto``: the documents' exact scan is bounded in bytes (dimension counts), the chunk
+    index by its count alone."""
+    from searchkit.backends.local.ann import choose_params
+    from searchkit.config import AnnConfig
+    auto = AnnConfig()                                  # 100k vectors, 16 MB of documents
+    assert choose_params(auto, 10_000, "documents", 384).kind == "flat"    # 14.6 MB
+    assert choose_params(auto, 12_000, "documents", 384).kind == "ivf"     # 17.6 MB
+    assert choose_params(auto, 12_000, "documents", 64).kind == "flat"
+    assert choose_params(auto, 100_000, "documents", 64).kind == "ivf"     # 24.4 MB
+    assert choose_params(auto, 100_000, "chunks", 384).kind == "flat"
+    assert choose_params(auto, 100_001, "chunks", 64).kind == "ivf"
+    assert choose_params(AnnConfig(type="flat"), 10 ** 6, "documents", 384).kind == "flat"
+
+
+def test_a_growing_collection_moves_its_documents_to_ivf_and_keeps_every_hit(config):
+    # 60 documents of 64-d float32 are 15 KB: past a 0.01 MB budget, under 39 vectors a list.
+    config = with_ann(config, auto_flat_mb_documents=0.01)
+    with SearchIndex.open(config=config, create=True) as ix:
+        ix.add_records(records(30))
+        assert ix.backend.ann("documents").params.kind == "flat"     # 7.5 KB
+        ix.add_records(records(60, start=30))
+        assert ix.backend.ann("documents").params.kind == "ivf"
+        assert ix.backend.ann("chunks").params.kind == "flat"
+        assert ix.stats()["ann"]["documents"]["kind"] == "ivf"
+        assert_every_vector_finds_itself(ix)
+    with SearchIndex.open(config=config) as ix:                      # as saved
+        assert ix.backend.ann("documents").params.kind == "ivf"
+        hits = ix.search("volcano lava magma", k=5, mode="dense")
+        assert hits and all("volcano" in h.snippet for h in hits)
+
+
 def test_compact_drops_hnsw_tombstones_and_auto_compaction_follows_the_ratio(config, logs):
     config = with_ann(config, type="hnsw", compact_ratio=0.25)
     with SearchIndex.open(config=config, create=True) as ix:

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 
 from searchkit import SearchIndex
-from searchkit.backends.base import (ChunkSpans, best_chunk_of_documents,
-                                     best_chunk_per_document, chunk_spans)
+from searchkit.backends.base import ChunkSpans, best_chunk_of_documents, chunk_spans
 from searchkit.backends.local.chunktable import ChunkTable
 from searchkit.config import ChunkingConfig, Config, IngestConfig, ModelConfig
 from searchkit.embedding.fake import FAKE_MODEL
@@ -90,7 +89,7 @@ def test_chunk_lookups_by_direct_array_equal_binary_search(index):
         direct = [table.of_ids(a) for a in asks], [table.of_documents(d) for d in doc_asks]
         assert table._at_id is not None and table._doc_range is not None
         sparse = dataclasses.replace(table)   # the same table, lookups by binary search
-        for name in ("_by_id", "_sorted_ids", "_doc_starts"):
+        for name in ("_by_id", "_sorted_ids"):
             object.__setattr__(sparse, name, getattr(table, name))
         object.__setattr__(sparse, "_at_id", None)
         object.__setattr__(sparse, "_doc_range", None)
@@ -127,55 +126,42 @@ def test_every_search_equals_the_previous_path(index):
     assert compared > 1000
 
 
-def test_best_chunk_per_document_equals_a_chunk_vector_search(index):
-    # The late list: on a flat chunk index the local view scores every chunk with one matrix
-    # product; elsewhere (and with filters) it is the generic top-n search. Same documents,
-    # same best cosines, same order, for any n.
-    class Generic:   # the read view without its own best_chunk_per_document
+def test_best_chunk_of_documents_is_each_documents_best_chunk(index):
+    # Each candidate's best late chunk (the adaptive fusion's late column, the late rerank):
+    # from the chunk table (a few documents: their rows gathered; many: every vector scored
+    # in one pass), and by the generic path over chunk_spans, against every chunk row's
+    # vector read from SQLite and scored one by one; unknown ids and repeats are ignored.
+    from searchkit.backends.local import chunktable
+
+    class Generic:   # the read view without its own best_chunk_of_documents
         def __init__(self, view):
             self.view = view
 
         def __getattr__(self, name):
-            if name == "best_chunk_per_document":
+            if name == "best_chunk_of_documents":
                 raise AttributeError(name)
             return getattr(self.view, name)
 
-    def ranked(found: dict[int, float], above: float) -> list[tuple[float, int]]:
-        # Every fifth record repeats another's words, so cosines tie: a top-n search keeps
-        # an arbitrary few of the chunks tied at its cut, the matrix product keeps them all and
-        # orders ties by document id. Compared: everything above the cut, ties ordered alike.
-        return sorted((-round(s, 5), d) for d, s in found.items() if s > above + 1e-6)
-
     embedder = index.embedder
     with index.backend.snapshot() as view:
-        total = view.count("chunks")
-        fast = view.best_chunk_per_document(embedder.encode_queries(["x"])[0], 4)
-        assert (fast is None) == (index.config.ann.type != "flat")
-        for query in QUERIES:
-            qvec = embedder.encode_queries([query])[0]
-            for n in (1, 3, 40, total, total + 5):
-                got = best_chunk_per_document(view, qvec, n)
-                want = best_chunk_per_document(Generic(view), qvec, n)
-                cut = min(view.vector_search("chunks", qvec, n).values())   # the n-th chunk
-                assert ranked(got, cut) == ranked(want, cut), (query, n)
-                assert set(want) <= set(got) and min(got.values()) >= cut - 1e-6
-                assert list(got.values()) == sorted(got.values(), reverse=True)
-                if n >= total:   # every document, each with its best chunk
-                    assert set(got) == set(want) == set(view.store.ids("documents").tolist())
-            # Documents asked for by the other lists: each with its best over all its chunks,
-            # after the top-n list's documents, in the order given (unknown ids dropped).
-            docs = view.store.ids("documents").tolist()
-            include = [docs[-1], docs[0], 10**9, docs[5], docs[0]]
-            got = best_chunk_per_document(view, qvec, 3, include=include)
-            want = best_chunk_per_document(Generic(view), qvec, 3, include=include)
-            top = best_chunk_per_document(view, qvec, 3)
-            assert list(got)[:len(top)] == list(top)
-            assert [d for d in got if d not in top] == [d for d in dict.fromkeys(include)
-                                                          if d in docs and d not in top]
-            assert set(got) >= set(want) - set(top) and 10**9 not in got
-            exact = best_chunk_of_documents(view, qvec, docs)
-            for d, score in list(got.items())[len(top):]:
-                assert score == pytest.approx(exact[d], abs=1e-6) == want[d]
+        docs = view.store.ids("documents").tolist()
+        dim = index.model_info.dimension
+        n_chunks = view.count("chunks")
+        few = [docs[-1], docs[0], 10**9, docs[5], docs[0]]
+        for asked in (few, docs):
+            rows, vectors = view.store.chunks_of(sorted(set(asked) & set(docs)), dim)
+            # The two branches of the chunk table: gathered rows, and the full pass.
+            assert (len(rows) * chunktable.GATHER_SHARE >= n_chunks) == (asked is docs)
+            for query in QUERIES:
+                qvec = embedder.encode_queries([query])[0]
+                want: dict[int, float] = {}
+                for row, vector in zip(rows, vectors):
+                    want[row.doc_id] = max(want.get(row.doc_id, -2.0), float(vector @ qvec))
+                got = best_chunk_of_documents(view, qvec, asked)
+                generic = best_chunk_of_documents(Generic(view), qvec, asked)
+                assert set(got) == set(generic) == set(want) == set(asked) - {10**9}
+                for d, score in want.items():
+                    assert got[d] == pytest.approx(score, abs=1e-6) == generic[d], (query, d)
 
 
 def test_best_passage_positions_ties_and_missing_scores():

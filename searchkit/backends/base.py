@@ -119,39 +119,16 @@ def chunk_spans(view: "ReadView", doc_ids: Iterable[int] | None = None,
     return ChunkSpans.of_rows(rows, vectors)
 
 
-def best_chunk_per_document(view: "ReadView", qvec: np.ndarray, n: int,
-                            filters: Filters | None = None,
-                            include: Sequence[int] = ()) -> dict[int, float]:
-    """``doc id → cosine`` of each document's best chunk among the top ``n`` chunks by vector
-    (documents passing ``filters``), best first; then each document of ``include`` not among
-    them, in that order, with its best chunk over all its chunks. A backend may serve this
-    itself, faster, as ``view.best_chunk_per_document`` with the same arguments (returning
-    ``None`` where it cannot); otherwise it is one chunk-vector search, the owners of the
-    chunks found, and one matrix product over the chunks of the rest of ``include``."""
-    own = getattr(view, "best_chunk_per_document", None)
-    found = own(qvec, n, filters, include) if own is not None else None
-    if found is not None:
-        return found
-    top = view.vector_search("chunks", qvec, n, filters) if n > 0 else {}
-    out: dict[int, float] = {}
-    if top:
-        spans = chunk_spans(view, ids=top)
-        scores = np.fromiter((top[c] for c in spans.ids.tolist()), dtype=float, count=len(spans.ids))
-        # ``top`` is best first, so each document's first chunk is its best.
-        docs, first_row = np.unique(spans.doc_ids, return_index=True)
-        order = np.argsort(first_row, kind="stable")
-        out = dict(zip(docs[order].tolist(), scores[first_row[order]].tolist()))
-    rest = [int(d) for d in include if int(d) not in out]
-    if rest:
-        best = best_chunk_of_documents(view, qvec, rest)
-        out.update((d, best[d]) for d in rest if d in best)
-    return out
-
-
 def best_chunk_of_documents(view: "ReadView", qvec: np.ndarray,
                             doc_ids: Iterable[int]) -> dict[int, float]:
     """``doc id → cosine`` of each given document's best chunk over all its chunks (one
-    matrix product over their vectors); documents without chunks are left out."""
+    matrix product over their vectors); documents without chunks are left out. A backend may
+    serve this itself as ``view.best_chunk_of_documents(qvec, doc_ids)`` (returning ``None``
+    where it cannot)."""
+    own = getattr(view, "best_chunk_of_documents", None)
+    found = own(qvec, doc_ids) if own is not None else None
+    if found is not None:
+        return found
     spans = chunk_spans(view, doc_ids=doc_ids, dim=qvec.shape[0])
     if not len(spans.ids):
         return {}

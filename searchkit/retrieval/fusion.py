@@ -1,7 +1,6 @@
 """Query-adaptive fusion of the evidence a hybrid search gathers: document-vector cosine and
 document BM25 (each a top-``depth`` candidate list), each candidate's best late-chunk cosine
-(the documents of the top late chunks join the candidates), and the BM25 of the best passage
-of the first stage's head.
+(over all its chunks), and the BM25 of the best passage of the first stage's head.
 
 A fixed mix of the lists cannot suit every query: a needle lookup has one document with a
 rare term far ahead in BM25 while the vectors barely move, and a paraphrased question has a

@@ -16,8 +16,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import (Backend, DocRow, ReadView, best_chunk_of_documents,
-                             best_chunk_per_document, chunk_spans, passage_bm25)
+from ..backends.base import (Backend, DocRow, ReadView, best_chunk_of_documents, chunk_spans,
+                             passage_bm25)
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
@@ -26,9 +26,6 @@ from ..pages import PAGED_KINDS, page_at
 from . import ranking
 
 QUERY_CACHE = 32  # query embeddings kept per open index
-# The adaptive fusion's late list: each document's best chunk among this many chunks per
-# candidate asked of the other lists (a chunk-vector search).
-CHUNKS_PER_CANDIDATE = 4
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -118,10 +115,11 @@ class Searcher:
         chunk_keyword = None
         if adaptive:
             if adaptive_fusion.SHIPPED.late_share > 0:
-                # Every candidate of the other lists gets its own best chunk too.
+                # Each candidate's best late chunk, over all its chunks (one matrix product).
+                # The candidates are the two lists' (already filtered): documents found only
+                # by a chunk-vector search changed no shared set's nDCG@10 (BENCHMARKS.md).
                 candidates = dict.fromkeys([*lists.get("dense", {}), *lists.get("keyword", {})])
-                lists["best_chunk"] = best_chunk_per_document(
-                    view, qvec, CHUNKS_PER_CANDIDATE * depth, filters, list(candidates))
+                lists["best_chunk"] = best_chunk_of_documents(view, qvec, candidates)
             final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
         elif mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], query.fusion, settings.keyword_weight,

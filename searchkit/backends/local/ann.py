@@ -43,17 +43,24 @@ class AnnParams:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def choose_params(config: AnnConfig, n_vectors: int) -> AnnParams:
+def choose_params(config: AnnConfig, n_vectors: int, table: str | None = None,
+                  dim: int | None = None) -> AnnParams:
     """Pick the index structure for a collection size.
 
     ``auto`` keeps exact search up to ``auto_flat_max`` vectors, then moves to IVF (which, unlike
-    HNSW, removes in place). IVF's ``nlist`` defaults to about 4·√n, capped so every list gets
-    enough training points; with too few vectors to train even one list, IVF waits as flat
-    (exact) until a later write brings enough.
+    HNSW, removes in place). The documents' index also leaves exact search once scanning it
+    would read more than ``auto_flat_mb_documents`` MB of vectors (``n_vectors · dim · 4``
+    bytes): every dense and hybrid query starts with that scan, while the chunk index (read
+    exactly for passages and the late chunk's evidence) keeps the count alone. IVF's ``nlist``
+    defaults to about 4·√n, capped so every list gets enough training points; with too few
+    vectors to train even one list, IVF waits as flat (exact) until a later write brings enough.
     """
     kind = config.type
     if kind == "auto":
-        kind = "flat" if n_vectors <= config.auto_flat_max else "ivf"
+        flat = n_vectors <= config.auto_flat_max
+        if table == "documents" and dim:
+            flat = flat and n_vectors * dim * 4 <= config.auto_flat_mb_documents * 2 ** 20
+        kind = "flat" if flat else "ivf"
     if kind == "ivf" and n_vectors < MIN_POINTS_PER_LIST:
         kind = "flat"
     if kind == "ivf":

@@ -367,18 +367,16 @@ class LocalReadView:
         vectors = table.vectors_at(positions) if dim is not None and ids is None else None
         return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6], vectors)
 
-    def best_chunk_per_document(self, qvec: np.ndarray, n: int, filters: Filters | None = None,
-                                include: Sequence[int] = ()) -> dict[int, float] | None:
-        """See :func:`searchkit.backends.base.best_chunk_per_document`: on an exact (flat)
-        chunk index, one matrix product over the :class:`ChunkTable` (the same chunks a flat
-        search finds); ``None`` (the generic path) with filters or an approximate index."""
+    def best_chunk_of_documents(self, qvec: np.ndarray,
+                                doc_ids: Iterable[int]) -> dict[int, float] | None:
+        """See :func:`searchkit.backends.base.best_chunk_of_documents`: from the
+        :class:`ChunkTable`'s vectors, without copying them where the documents hold a
+        sizeable share of all chunks."""
         table = self._chunk_table()
-        if filters or table is None or table.owner.params.kind != "flat" \
-                or table.vectors.shape[1] != qvec.shape[0]:
+        if table is None or table.vectors.shape[1] != qvec.shape[0]:
             return None
-        docs, scores = table.best_per_document(
-            qvec, n, np.fromiter((int(d) for d in include), dtype=np.int64))
-        return dict(zip(docs.tolist(), scores.tolist()))
+        docs, best = table.best_of_documents(qvec, doc_ids)
+        return dict(zip(docs.tolist(), best.tolist()))
 
     def vectors(self, table: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.store.vectors(table, self._dim(), ids=ids)

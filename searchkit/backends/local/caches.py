@@ -101,7 +101,7 @@ class VectorCaches:
 
     def _params(self, table: str) -> AnnParams:
         data = self.store.manifest().get(f"ann_{table}")
-        return AnnParams(**data) if data else choose_params(self.config, self.store.count(table))
+        return AnnParams(**data) if data else self._choose(self.config, table)
 
     def get(self, table: str) -> VectorIndex:
         """The FAISS index of ``documents`` or ``chunks`` for the database's current state.
@@ -247,7 +247,7 @@ class VectorCaches:
     def build(self, table: str, params: AnnParams) -> VectorIndex:
         ids, vectors = self.store.vectors(table, self.dimension())
         if params.kind == "ivf" and len(ids) < (params.nlist or 1):
-            params = choose_params(self.config, len(ids))
+            params = choose_params(self.config, len(ids), table, self.dimension())
         return VectorIndex.build(params, self.dimension(), ids, vectors)
 
     def save(self) -> None:
@@ -308,9 +308,14 @@ class VectorCaches:
         """Rebuild a FAISS index whose structure no longer suits the collection size."""
         for table in TABLES:
             index = self.current(table)
-            wanted = choose_params(self.effective_config(), self.store.count(table))
+            wanted = self._choose(self.effective_config(), table)
             if _needs_rebuild(index.params, wanted):
                 self._index[table] = self.build(table, wanted)
+
+    def _choose(self, config: AnnConfig, table: str, count: int | None = None) -> AnnParams:
+        """The structure ``config`` gives ``table`` at its current size (or ``count``)."""
+        count = self.store.count(table) if count is None else count
+        return choose_params(config, count, table, self.dimension())
 
     def effective_config(self) -> AnnConfig:
         """The ANN settings with the index type recorded in the manifest."""
@@ -365,7 +370,7 @@ class VectorCaches:
             reason = why_not(config.type, count)
             if reason is not None:  # asked for by name: say why it is not used
                 log.warning("%s: %s", table, reason)
-            self._index[table] = self.build(table, choose_params(config, count))
+            self._index[table] = self.build(table, self._choose(config, table, count))
         self.save()
 
     def finish_write(self) -> None:

@@ -25,6 +25,9 @@ from ..base import ChunkRow
 from .ann import VectorIndex
 from .store import Store
 
+# best_of_documents scores every vector when the documents' chunks are at least 1/GATHER_SHARE
+# of them, and gathers their rows first below that.
+GATHER_SHARE = 4
 # The integer columns kept, in ChunkRow's field order.
 COLUMNS = ("id", "doc_id", "ordinal", "tok_start", "tok_end", "char_start", "char_end")
 
@@ -90,7 +93,6 @@ class ChunkTable:
         object.__setattr__(table, "_sorted_ids", columns[by_id, 0])
         docs = columns[:, 1]
         starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]]) if len(docs) else docs
-        object.__setattr__(table, "_doc_starts", starts)
         # Direct lookups by id (an array indexed by chunk or document id) where ids are dense
         # enough: a binary search over a few hundred thousand ids costs a cache miss a step.
         object.__setattr__(table, "_at_id", _direct(columns[:, 0], np.arange(len(columns))))
@@ -98,32 +100,24 @@ class ChunkTable:
             docs[starts], np.stack([starts, np.diff(np.r_[starts, len(docs)])], 1)))
         return table
 
-    def best_per_document(self, qvec: np.ndarray, n: int,
-                          include: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(doc ids, cosines)`` of each document's best chunk among the top ``n`` chunks,
-        best first (ties by document id), then of each document of ``include`` not among
-        them (in that order) with its best chunk. Every chunk is scored exactly: what a top-``n``
-        search of a flat index returns, without the search's heap and a lookup of each chunk's
-        document. Only for exact (flat) chunk indexes: an approximate one visits fewer."""
-        empty = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if not len(self.columns):
-            return empty
-        scores = (self.vectors @ np.asarray(qvec, dtype=np.float32))[self.rows]
-        starts = self._doc_starts   # type: ignore[attr-defined]
-        best = np.maximum.reduceat(scores, starts)
-        docs = self.columns[starts, 1]   # ascending
-        if n > 0:
-            n = min(n, len(scores))
-            threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
-            keep = np.flatnonzero(best >= threshold)
-            keep = keep[np.lexsort((docs[keep], -best[keep]))]
+    def best_of_documents(self, qvec: np.ndarray,
+                          doc_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(doc ids, cosines)``, ascending by id, of each given document's best chunk. Where
+        the documents hold a sizeable share of all chunks, every vector is scored in one
+        sequential pass and theirs are picked out: gathering their rows first would read them
+        and write a copy of them, slower than reading everything once."""
+        positions = self.of_documents(doc_ids)
+        if not len(positions):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        rows = self.rows[positions]
+        qvec = np.asarray(qvec, dtype=np.float32)
+        if len(rows) * GATHER_SHARE >= len(self.vectors):
+            scores = (self.vectors @ qvec)[rows]
         else:
-            keep = np.zeros(0, np.int64)
-        if include is not None and len(include):
-            at = np.minimum(np.searchsorted(docs, include), len(docs) - 1)
-            extra = at[(docs[at] == include) & ~np.isin(at, keep)]
-            keep = np.concatenate([keep, extra[np.sort(np.unique(extra, return_index=True)[1])]])
-        return docs[keep], best[keep]
+            scores = self.vectors[rows] @ qvec
+        docs = self.columns[positions, 1]
+        starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+        return docs[starts], np.maximum.reduceat(scores, starts)
 
     def of_documents(self, doc_ids: Iterable[int]) -> np.ndarray:
         """Positions of the chunks of ``doc_ids``, ordered by (document id, ordinal) as the
