@@ -399,6 +399,45 @@ def gated_rows(batches: dict[str, Batch], head: int) -> dict[str, dict[str, dict
     return rows
 
 
+def selected_rows(variants: dict[str, dict[str, Batch]],
+                  head: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Like :func:`gated_rows` (the two-stage rule only) over several evidence variants (dump
+    folders that differ only in their passage windows, e.g. the weight of adjacent query-word
+    pairs): each fold also picks the variant whose fit scores best on its training sets, so
+    the held-out set plays no part in that choice either; the shipped fit picks it over all
+    sets. Ties go to the variant given first."""
+    names = list(next(iter(variants.values())))
+
+    def fitted(batches: list[Batch]) -> tuple[float, dict, dict]:
+        joint, second = fit_two_stage(batches, head)
+        value = objective([fit_value(b, two_stage(b, joint, second, head)) for b in batches], batches)
+        return value, joint, second
+
+    loso = {}
+    for name in names:
+        best = None
+        for label, batches in variants.items():
+            value, joint, second = fitted([b for n, b in batches.items() if n != name])
+            if best is None or value > best[0] + 1e-12:
+                best = (value, label, joint, second)
+        _, label, joint, second = best
+        held = variants[label][name]
+        loso[name] = {**measure(held, two_stage(held, joint, second, head)),
+                      "params": {**joint, **second}, "variant": label}
+        print(f"  held out {name}: {loso[name]}", file=sys.stderr)
+    best = None
+    for label, batches in variants.items():
+        value, joint, second = fitted(list(batches.values()))
+        print(f"  all sets, {label}: objective {value:.5f}", file=sys.stderr)
+        if best is None or value > best[0] + 1e-12:
+            best = (value, label, joint, second)
+    _, label, joint, second = best
+    print(f"gated: parameters fitted on all sets, variant {label}: {joint} {second}", file=sys.stderr)
+    return {"gated + chunk BM25 head, all sets": {n: measure(b, two_stage(b, joint, second, head))
+                                                  for n, b in variants[label].items()},
+            "gated + chunk BM25 head LOSO": loso}
+
+
 def loso_verdict(table: dict, name: str, target: float) -> str:
     row = table.get("gated + chunk BM25 head LOSO", {}).get(name)
     if row is None:
@@ -409,6 +448,10 @@ def loso_verdict(table: dict, name: str, target: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dumps", type=Path, help="folder of <set>.npz from fusion_dump.py")
+    parser.add_argument("--variants", default="",
+                        help="comma-separated dump folders that differ from DUMPS only in their "
+                             "passage windows: each fold (and the shipped fit) picks the variant "
+                             "that fits its training sets best")
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--depth", type=int, default=50, help="candidates per list (search.rerank_depth)")
     parser.add_argument("--chunk-depth", type=int, default=0,
@@ -470,6 +513,12 @@ def main() -> None:
         table["adaptive, shipped numbers"] = {n: measure(b, two_stage(b, first, second, w.head))
                                               for n, b in batches.items()}
         args.specs = ""
+    elif args.variants:
+        variants = {str(args.dumps): batches}
+        for folder in (Path(v) for v in args.variants.split(",") if v):
+            variants[str(folder)] = {n: load(folder / f"{n}.npz", lists, args.depth, args.chunk_depth)
+                                     for n in names}
+        table.update(selected_rows(variants, args.head))
     else:
         table.update(gated_rows(batches, args.head))
     for spec in [s for s in args.specs.split(",") if s]:

@@ -162,9 +162,16 @@ def test_ray_matches_local_with_the_real_model(tmp_path, ray_address):
             hits = ix.search("magma eruption", k=1)
             assert hits[0].key == "r0"
         with SearchIndex.open(tmp_path / executor, cfg) as ix, ix.backend.snapshot() as view:
+            # Ids follow the order batches come back in (Ray's may differ): compare by key,
+            # and chunks by (key, ordinal).
             ids, vectors = view.vectors("documents")
+            rows = view.documents(ids.tolist())
+            by_key = np.argsort([rows[int(i)].key for i in ids])
             chunk_ids, chunk_vectors = view.vectors("chunks")
-            stored[executor] = (vectors, chunk_vectors)
+            chunks = view.chunks(chunk_ids.tolist())
+            by_place = sorted(range(len(chunk_ids)), key=lambda j: (
+                rows[chunks[int(chunk_ids[j])].doc_id].key, chunks[int(chunk_ids[j])].ordinal))
+            stored[executor] = (vectors[by_key], chunk_vectors[by_place])
     assert np.abs(stored["local"][0] - stored["ray"][0]).max() <= 1e-5
     assert stored["local"][1].shape == stored["ray"][1].shape
     assert np.abs(stored["local"][1] - stored["ray"][1]).max() <= 1e-5
