@@ -185,21 +185,17 @@ def test_passage_windows_score_two_adjacent_chunks_as_one(index):
             chunks.setdefault(row.doc_id, []).append(row.id)
         length = dict(zip(table.ids.tolist(), table.lengths.tolist()))
         many = "the dump database rebase cafe run history commit squash sql pg_dump git a"
-        with_pairs = 0
         for query in [*QUERIES, many]:
             phrases = view._phrases(query)   # the query's terms as FTS5 tokenizes them
             chunk_scores, got = view.passage_bm25(query, docs[::2])
             # The chunks' own BM25 from the same pass: keyword_chunks' ids and floats.
             assert chunk_scores == view.keyword_chunks(query, docs[::2])
-            # Adjacent rare tokens count in windows as two-token phrases too.
-            pairs = table.adjacent_pairs(store, phrases)
             counts = []
-            for phrase, weight in [*((p, 1.0) for p in phrases),
-                                   *((p, keywords.PAIR_WEIGHT) for p in pairs)]:
+            for phrase in phrases:
                 rows, n = table._matches(store, phrase)
                 hits = len(rows)
                 idf = max(math.log((len(table.ids) - hits + 0.5) / (hits + 0.5)), 1e-6)
-                counts.append((weight * idf, dict(zip(rows.tolist(), n.tolist()))))
+                counts.append((idf, dict(zip(rows.tolist(), n.tolist()))))
             want = {}
             for doc in docs[::2]:
                 ids = chunks[doc]
@@ -216,25 +212,3 @@ def test_passage_windows_score_two_adjacent_chunks_as_one(index):
                     want[doc] = best
             assert got.keys() == want.keys(), query
             assert np.allclose([got[d] for d in want], list(want.values()), rtol=1e-12), query
-            with_pairs += bool(pairs)
-        assert with_pairs >= 3
-
-
-def test_adjacent_pairs_are_the_querys_neighbouring_rare_tokens(index, monkeypatch):
-    with index.backend.snapshot() as view:
-        store = view.store
-        table = index.backend.keyword_table(store, "chunks_fts")
-        pairs = lambda q: table.adjacent_pairs(store, view._phrases(q))  # noqa: E731
-        # Tokens across term boundaries and inside a term FTS5 cuts in two, in query order,
-        # each pair once, no pair of a token with itself.
-        monkeypatch.setattr(keywords, "PAIR_SHARE", 1.0)
-        assert pairs("pg_dump pg dump") == [("pg", "dump"), ("dump", "pg")]
-        assert pairs("a a") == [] and pairs("cafe") == []
-        # A pair needs both tokens in at most PAIR_SHARE of the chunks ("the" is in most).
-        share = {t: len(table.postings(store, (t,)).positions) / len(table.ids)
-                 for t in ("the", "cafe", "serv")}
-        monkeypatch.setattr(keywords, "PAIR_SHARE", max(share["cafe"], share["serv"]))
-        assert share["the"] > keywords.PAIR_SHARE
-        assert pairs("the café serves") == [("cafe", "serv")]
-        monkeypatch.setattr(keywords, "PAIR_SHARE", 0.0)
-        assert pairs("the café serves") == []

@@ -317,9 +317,7 @@ class LocalReadView:
         joined = np.r_[docs[1:] == docs[:-1], False]
         first = np.r_[True, docs[1:] != docs[:-1]]
         keywords = self.backend.keyword_table(self.store, "chunks_fts")
-        # Adjacent query words found side by side count once more, as a phrase (proximity).
-        window, single = keywords.window_scores(self.store, phrases, ids, joined,
-                                                keywords.adjacent_pairs(self.store, phrases))
+        window, single = keywords.window_scores(self.store, phrases, ids, joined)
         # A document's last chunk starts no window of its own (the one before covers it),
         # unless it is the document's only chunk.
         window = np.where(joined | first, window, 0.0)

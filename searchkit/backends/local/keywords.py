@@ -36,11 +36,6 @@ B = 0.75
 # Posting entries one table keeps (20 bytes each); the least recently used terms go first.
 POSTINGS_BUDGET = 8_000_000
 TOKEN_CACHE = 4096   # query terms whose tokens are kept
-# Adjacent query tokens count as a phrase in passage windows only when each token is in at
-# most this share of rows: a pair with a common word carries no proximity signal worth
-# reading its positions for.
-PAIR_SHARE = 0.05
-PAIR_WEIGHT = 1.0    # a pair's BM25 in a window counts this much next to a single term's
 
 
 @dataclass(frozen=True)
@@ -158,30 +153,13 @@ class KeywordTable:
             matched[local] = True
         return self._ranked(mine[matched], score[matched], None)
 
-    def adjacent_pairs(self, store: Store,
-                       phrases: Sequence[tuple[str, ...]]) -> list[tuple[str, str]]:
-        """The query's adjacent tokens as two-token phrases ("judy ito" of "pass key for Judy
-        Ito"), in order, where each token is in at most :data:`PAIR_SHARE` of the rows."""
-        tokens = [t for phrase in phrases for t in phrase]
-        limit = PAIR_SHARE * len(self.ids)
-        pairs: list[tuple[str, str]] = []
-        for pair in zip(tokens, tokens[1:]):
-            if pair[0] != pair[1] and pair not in pairs and all(
-                    len(self.postings(store, (t,)).positions) <= limit for t in pair):
-                pairs.append(pair)
-        return pairs
-
     def window_scores(self, store: Store, phrases: Sequence[tuple[str, ...]],
-                      row_ids: np.ndarray, joined: np.ndarray,
-                      extra: Sequence[tuple[str, ...]] = ()) -> tuple[np.ndarray, np.ndarray]:
+                      row_ids: np.ndarray, joined: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of windows of two rows, and of each row alone (as :meth:`scores_of`, 0 where
         nothing matches). Window ``i`` is row ``row_ids[i]`` plus, where ``joined[i]``, row
         ``row_ids[i + 1]``, scored as one row: each phrase's counts and the lengths summed over
         the two, average length doubled, fts5Bm25Function's formula with each phrase's idf in
-        the table. ``extra`` phrases count in the windows only (not in the rows alone).
-        ``row_ids``: runs of consecutive ids."""
-        n_alone = len(phrases)
-        phrases = [*phrases, *extra]
+        the table. ``row_ids``: runs of consecutive ids."""
         where = self._positions(row_ids)
         if len(where) != len(row_ids):
             raise ValueError("window rows must all be rows of the table")
@@ -202,10 +180,8 @@ class KeywordTable:
             alone[row, local] = part.scores[at]
         freq[:, :-1] += np.where(joined[:-1], freq[:, 1:], 0.0)
         idf = np.array([part.idf for part in parts])[:, None]
-        if extra:
-            idf[n_alone:] *= PAIR_WEIGHT
         score = (idf * ((freq * (K1 + 1.0)) / (freq + norm))).sum(0)
-        return score, alone[:n_alone].sum(0)
+        return score, alone.sum(0)
 
     def _positions(self, row_ids: np.ndarray) -> np.ndarray:
         """Positions in :attr:`ids` of those of ``row_ids`` that are rows, in their order."""
