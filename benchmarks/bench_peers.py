@@ -94,7 +94,7 @@ class Peer:
         cmd = [str(python), str(ROOT / "benchmarks" / "peer_txtai.py"), "--docs",
                str(work / "docs.jsonl"), "--queries", str(work / "queries.json"),
                "--model", model, "--modes", args.txtai_modes, "-k", str(args.k),
-               "--faiss-threads", str(args.txtai_faiss_threads)]
+               "--faiss-threads", str(args.txtai_faiss_threads), "--nprobe", str(args.txtai_nprobe)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.ready = self._read()["ready"]
 
@@ -233,6 +233,8 @@ def main() -> None:
     ap.add_argument("--txtai-modes", default="dense,hybrid", help="also: keyword")
     ap.add_argument("--txtai-faiss-threads", type=int, default=0,
                     help="FAISS OpenMP threads in txtai (0: its default, all cores; searchkit uses 1)")
+    ap.add_argument("--txtai-nprobe", type=int, default=0,
+                    help="IVF lists txtai probes (0: its default, one; searchkit probes ann.nprobe, 32)")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--venv", type=Path, default=Path("bench_out/txtai-venv"))
