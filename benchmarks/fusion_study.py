@@ -399,16 +399,16 @@ def gated_rows(batches: dict[str, Batch], head: int) -> dict[str, dict[str, dict
     return rows
 
 
-def selected_rows(variants: dict[str, dict[str, Batch]],
-                  head: int) -> dict[str, dict[str, dict[str, float]]]:
-    """Like :func:`gated_rows` (the two-stage rule only) over several evidence variants (dump
-    folders that differ only in their passage windows, e.g. the weight of adjacent query-word
-    pairs): each fold also picks the variant whose fit scores best on its training sets, so
-    the held-out set plays no part in that choice either; the shipped fit picks it over all
-    sets. Ties go to the variant given first."""
-    names = list(next(iter(variants.values())))
+def selected_rows(variants: dict[str, tuple[dict[str, Batch], int]]
+                  ) -> dict[str, dict[str, dict[str, float]]]:
+    """Like :func:`gated_rows` (the two-stage rule only) over several variants, each a set of
+    batches and a head size (dump folders that differ only in their passage windows, e.g. the
+    weight of adjacent query-word pairs; or another head): each fold also picks the variant
+    whose fit scores best on its training sets, so the held-out set plays no part in that
+    choice either; the shipped fit picks it over all sets. Ties go to the variant given first."""
+    names = list(next(iter(variants.values()))[0])
 
-    def fitted(batches: list[Batch]) -> tuple[float, dict, dict]:
+    def fitted(batches: list[Batch], head: int) -> tuple[float, dict, dict]:
         joint, second = fit_two_stage(batches, head)
         value = objective([fit_value(b, two_stage(b, joint, second, head)) for b in batches], batches)
         return value, joint, second
@@ -416,25 +416,26 @@ def selected_rows(variants: dict[str, dict[str, Batch]],
     loso = {}
     for name in names:
         best = None
-        for label, batches in variants.items():
-            value, joint, second = fitted([b for n, b in batches.items() if n != name])
+        for label, (batches, head) in variants.items():
+            value, joint, second = fitted([b for n, b in batches.items() if n != name], head)
             if best is None or value > best[0] + 1e-12:
                 best = (value, label, joint, second)
         _, label, joint, second = best
-        held = variants[label][name]
+        held, head = variants[label][0][name], variants[label][1]
         loso[name] = {**measure(held, two_stage(held, joint, second, head)),
                       "params": {**joint, **second}, "variant": label}
         print(f"  held out {name}: {loso[name]}", file=sys.stderr)
     best = None
-    for label, batches in variants.items():
-        value, joint, second = fitted(list(batches.values()))
+    for label, (batches, head) in variants.items():
+        value, joint, second = fitted(list(batches.values()), head)
         print(f"  all sets, {label}: objective {value:.5f}", file=sys.stderr)
         if best is None or value > best[0] + 1e-12:
             best = (value, label, joint, second)
     _, label, joint, second = best
+    batches, head = variants[label]
     print(f"gated: parameters fitted on all sets, variant {label}: {joint} {second}", file=sys.stderr)
     return {"gated + chunk BM25 head, all sets": {n: measure(b, two_stage(b, joint, second, head))
-                                                  for n, b in variants[label].items()},
+                                                  for n, b in batches.items()},
             "gated + chunk BM25 head LOSO": loso}
 
 
@@ -459,6 +460,10 @@ def main() -> None:
                              "late list; 0, the product since 2026-12-03: none)")
     parser.add_argument("--head", type=int, default=20,
                         help="first-stage candidates whose chunks get BM25 scores")
+    parser.add_argument("--heads", default="",
+                        help="comma-separated head sizes: each fold (and the shipped fit) picks "
+                             "the one that fits its training sets best (with --variants: every "
+                             "pair of folder and head)")
     parser.add_argument("--l2", type=float, default=1e-3)
     parser.add_argument("--regret-weight", type=float, default=REGRET[0],
                         help="weight of the shortfall below each set's target (0: plain mean)")
@@ -513,12 +518,14 @@ def main() -> None:
         table["adaptive, shipped numbers"] = {n: measure(b, two_stage(b, first, second, w.head))
                                               for n, b in batches.items()}
         args.specs = ""
-    elif args.variants:
-        variants = {str(args.dumps): batches}
+    elif args.variants or args.heads:
+        folders = {str(args.dumps): batches}
         for folder in (Path(v) for v in args.variants.split(",") if v):
-            variants[str(folder)] = {n: load(folder / f"{n}.npz", lists, args.depth, args.chunk_depth)
-                                     for n in names}
-        table.update(selected_rows(variants, args.head))
+            folders[str(folder)] = {n: load(folder / f"{n}.npz", lists, args.depth, args.chunk_depth)
+                                    for n in names}
+        heads = [int(h) for h in args.heads.split(",")] if args.heads else [args.head]
+        table.update(selected_rows({f"{folder} head {head}": (loaded, head)
+                                    for folder, loaded in folders.items() for head in heads}))
     else:
         table.update(gated_rows(batches, args.head))
     for spec in [s for s in args.specs.split(",") if s]:

@@ -107,9 +107,10 @@ class Weights:
 # Fitted on all seven shared sets (git_whatis, man_whatis, pg_refpurpose, passkey 512w / 2048w /
 # 8192w / 32768w) by fusion_study.py, 2026-12-03, maximising mean nDCG@10, over the evidence
 # the searcher gathers: every candidate's best late chunk, and the head's best passage of two
-# adjacent chunks.
-SHIPPED = Weights(late_share=0.5, keyword_low=0.15, keyword_high=0.5, keyword_gap=0.2,
-                  vector_gap_scale=2.0, head=20, passage_low=0.1, passage_high=0.4, passage_gap=0.2)
+# adjacent chunks. The head (10 or 20) was chosen the same way, inside each held-out fold too
+# (fusion_study.py --heads 20,10: every fold picked 10).
+SHIPPED = Weights(late_share=0.5, keyword_low=0.1, keyword_high=0.5, keyword_gap=0.15,
+                  vector_gap_scale=5.0, head=10, passage_low=0.2, passage_high=1.6, passage_gap=0.3)
 
 
 def first_stage(ev: Evidence, w: Weights = SHIPPED) -> np.ndarray:
