@@ -49,6 +49,8 @@ def test_env_var_names():
     ("search:\n  k: many\n", "search.k"),
     ("ann:\n  type: annoy\n", "ann.type"),
     ("search:\n  chunk_weight: 1.5\n", "search.chunk_weight"),
+    ("ann:\n  auto_flat_mb_documents: 0\n", "ann.auto_flat_mb_documents"),
+    ("ann:\n  auto_flat_mb_documents: lots\n", "ann.auto_flat_mb_documents"),
     ("model:\n  fallback: maybe\n", "model.fallback"),
     ("bogus: 1\n", "unknown setting 'bogus'"),
     ("- a list\n", "must hold a mapping"),
