@@ -309,8 +309,9 @@ class SearchIndex:
             return []
         qvec = None
         if mode != "keyword":
-            # An empty index answers without loading the model (a search of it finds nothing).
-            if query not in self._queries and self._count() == 0:
+            # An empty index answers without loading the model (a search of it finds nothing);
+            # once the model is loaded there is nothing to spare, and no count to read.
+            if self._embedder is None and query not in self._queries and self._count() == 0:
                 return []
             qvec = self._queries.get(query, self._encode_queries)
         return self._searcher.run(Query(qvec, text, k, mode, rerank, fusion, parsed, chunks,

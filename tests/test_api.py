@@ -272,6 +272,16 @@ def test_naive_chunks_that_could_outgrow_the_window_are_refused(config):
         assert ix.stats()["documents"] == 0
 
 
+def test_searching_an_empty_index_never_loads_the_model(fake_index_config):
+    with SearchIndex.open(config=fake_index_config, create=True) as ix:
+        ix.add_records([("a", "river harbour engine", {})])
+        ix.remove(["a"])
+    with SearchIndex.open(config=fake_index_config) as ix:
+        for mode in ("dense", "hybrid"):
+            assert ix.search("river", k=5, mode=mode) == []
+        assert ix._embedder is None
+
+
 def test_an_emptied_index_finds_nothing_in_every_mode(fake_index_config):
     # The first search of a query embeds it; once every document is removed, the same query
     # (its vector kept) and a new one (no model run for an empty index) both find nothing.
