@@ -245,10 +245,11 @@ class VectorCaches:
         return True
 
     def build(self, table: str, params: AnnParams) -> VectorIndex:
-        ids, vectors = self.store.vectors(table, self.dimension())
+        dim = self.dimension()
+        ids, vectors = self.store.vectors(table, dim)
         if params.kind == "ivf" and len(ids) < (params.nlist or 1):
-            params = choose_params(self.config, len(ids), table, self.dimension())
-        return VectorIndex.build(params, self.dimension(), ids, vectors)
+            params = self._choose(self.config, table, len(ids))
+        return VectorIndex.build(params, dim, ids, vectors)
 
     def save(self) -> None:
         """Record the FAISS structure, write the caches for the new generation, drop older files.
