@@ -304,7 +304,8 @@ class SearchIndex:
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
         parsed = as_filters(filters)
-        text = query if query_terms(query) else None
+        # Dense searches read no query terms.
+        text = query if mode != "dense" and query_terms(query) else None
         if mode == "keyword" and text is None:
             return []
         qvec = None

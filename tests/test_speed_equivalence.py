@@ -85,7 +85,9 @@ def test_chunk_lookups_by_direct_array_equal_binary_search(index):
         ids = table.columns[:, 0]
         docs = np.unique(table.columns[:, 1])
         asks = [ids[::-3], np.r_[ids[5], -1, 10**9, ids[0]], ids[:0]]
-        doc_asks = [docs[::2], np.r_[docs[-1], -7, 10**9, docs[0], docs[0]], docs[:0]]
+        gaps = np.setdiff1d(np.arange(docs.max()), docs)[:3]   # ids of removed documents
+        doc_asks = [docs[::2], np.r_[docs[-1], -7, 10**9, docs[0], docs[0]], docs[:0],
+                    np.r_[gaps, docs[1]]]
         direct = [table.of_ids(a) for a in asks], [table.of_documents(d) for d in doc_asks]
         assert table._at_id is not None and table._doc_range is not None
         sparse = dataclasses.replace(table)   # the same table, lookups by binary search
@@ -177,6 +179,19 @@ def test_best_passage_positions_ties_and_missing_scores():
     assert plain.tolist() == [1, 4]
     only_keyword = ranking.best_passage_positions(doc_ids, ids, None, keyword, 60)
     assert only_keyword.tolist() == [1]
+
+
+def test_best_passage_by_cosine_alone_is_each_documents_maximum_lowest_id_on_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        doc_ids = np.sort(rng.integers(0, 6, size=rng.integers(1, 25)))
+        ids = rng.permutation(1000)[:len(doc_ids)]      # ids need not follow chunk order
+        dense = rng.integers(0, 4, size=len(ids)).astype(np.float32) / 4   # many ties
+        got = ranking.best_passage_positions(doc_ids, ids, dense, np.full(len(ids), np.nan),
+                                             60, fuse_lists=False)
+        want = [min(np.flatnonzero(doc_ids == d), key=lambda p: (-dense[p], ids[p]))
+                for d in dict.fromkeys(doc_ids.tolist())]
+        assert got.tolist() == want
 
 
 def test_chunk_spans_default_works_from_rows_alone():

@@ -104,19 +104,21 @@ def best_passages(doc_ids: Sequence[int], rows: Sequence, dense: Mapping[int, fl
 
 def snippet(text: str, words: int) -> str:
     """The first ``words`` words of ``text`` on one line (display only; never used to embed)."""
-    parts = text.split()
+    # Split off the first ``words`` words only: a remainder means there were more.
+    parts = text.split(None, words)
     short = " ".join(parts[:words])
     return short + (" …" if len(parts) > words else "")
 
 
 def best_passage_positions(doc_ids: np.ndarray, ids: np.ndarray, dense: np.ndarray | None,
-                           keyword: np.ndarray, rrf_k: int = 60,
+                           keyword: np.ndarray | None, rrf_k: int = 60,
                            fuse_lists: bool = True) -> np.ndarray:
     """:func:`best_passages` over arrays: the position of each document's best chunk.
 
     ``doc_ids``, ``ids``: each chunk's document and id, grouped by document (ordered by
     document, then ordinal); ``dense``: each chunk's cosine (``None``: no vector scores);
-    ``keyword``: each chunk's BM25, NaN where it matched no term. ``fuse_lists``: both kinds
+    ``keyword``: each chunk's BM25, NaN where it matched no term (``None``: no chunk matched,
+    or no keyword scores). ``fuse_lists``: both kinds
     of score exist for the query, so a document's chunks are fused by reciprocal rank within
     that document (each list's ties broken by chunk order); else the one score counts. Ties
     go to the lowest chunk id. Documents without a scored chunk get no position.
@@ -124,6 +126,18 @@ def best_passage_positions(doc_ids: np.ndarray, ids: np.ndarray, dense: np.ndarr
     n = len(ids)
     if not n:
         return np.zeros(0, np.int64)
+    if dense is not None and not fuse_lists:
+        # Each document's highest cosine: a maximum per group, unless a tie needs the sort
+        # (few numpy calls: a search asks this for the chunks of about ten documents).
+        first = np.empty(n, bool)
+        first[0] = True
+        np.not_equal(doc_ids[1:], doc_ids[:-1], out=first[1:])
+        starts = first.nonzero()[0]
+        top = (dense == np.maximum.reduceat(dense, starts)[first.cumsum() - 1]).nonzero()[0]
+        if len(top) == len(starts):
+            return top
+    if keyword is None:
+        keyword = np.full(n, np.nan)
     in_kw = ~np.isnan(keyword)
     in_dense = np.ones(n, bool) if dense is not None else np.zeros(n, bool)
     candidate = in_dense | in_kw

@@ -35,7 +35,8 @@ class Query:
     """One search with its arguments checked and defaults filled in."""
 
     vector: np.ndarray | None          # the query embedding; None in keyword mode
-    text: str | None                   # the query text if it has keyword terms, else None
+    text: str | None                   # the query text if it has keyword terms and the mode
+                                       # reads them (not dense), else None
     k: int
     mode: str                          # one of config.MODES
     rerank: str                        # one of config.RERANKS
@@ -126,7 +127,7 @@ class Searcher:
                                  settings.rrf_k, depth)
         else:
             final = vector if mode == "dense" else lists["keyword"]
-        order = sorted(final, key=lambda i: -final[i])[:k]
+        order = sorted(final, key=final.__getitem__, reverse=True)[:k]   # stable: ties keep order
         return self._hits(view, order, final, qvec, text, lists, chunk_keyword)
 
     def _best_chunk_scores(self, view: ReadView, qvec: np.ndarray,
@@ -175,25 +176,27 @@ class Searcher:
         dense = spans.vectors @ qvec if qvec is not None else None
         if chunk_keyword is None:
             chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
-        keyword = _aligned(spans.ids, chunk_keyword)
+        keyword = _aligned(spans.ids, chunk_keyword) if chunk_keyword else None
         best = ranking.best_passage_positions(
             spans.doc_ids, spans.ids, dense, keyword, self.settings.rrf_k,
             fuse_lists=dense is not None and len(spans.ids) > 0 and bool(chunk_keyword))
-        chosen = {int(spans.doc_ids[p]): int(p) for p in best}
+        chunk_ids = spans.ids[best].tolist()
+        scores = dense[best].tolist() if dense is not None else \
+            [chunk_keyword.get(c, 0.0) for c in chunk_ids]
+        # Each shown document's passage: its chunk, that chunk's span and its score.
+        chosen = dict(zip(spans.doc_ids[best].tolist(), zip(
+            chunk_ids, spans.char_start[best].tolist(), spans.char_end[best].tolist(), scores)))
         hits = []
         for rank, doc_id in enumerate(order, 1):
             row = rows[doc_id]
             passage = None
-            scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
-            p = chosen.get(doc_id)
-            if p is not None:
-                start, end = int(spans.char_start[p]), int(spans.char_end[p])
-                score = float(dense[p]) if dense is not None else \
-                    chunk_keyword.get(int(spans.ids[p]), 0.0)
-                passage = _passage(row, start, end, score, int(spans.ids[p]))
+            doc_scores = {name: s[doc_id] for name, s in lists.items() if doc_id in s}
+            if doc_id in chosen:
+                chunk_id, start, end, score = chosen[doc_id]
+                passage = _passage(row, start, end, score, chunk_id)
                 if dense is not None:
-                    scores["chunk"] = score
-            hits.append(self._hit(rank, final[doc_id], row, passage, scores))
+                    doc_scores["chunk"] = score
+            hits.append(self._hit(rank, final[doc_id], row, passage, doc_scores))
         return hits
 
     def _passages(self, view: ReadView, query: Query) -> list[Hit]:

@@ -104,6 +104,9 @@ class VectorIndex:
     def __init__(self, index: faiss.Index, params: AnnParams):
         self.index = index
         self.params = params
+        # Search parameters without a selector, kept by (nprobe, efSearch): every query of an
+        # index asks with the same ones, and FAISS only reads them.
+        self._unfiltered: dict[tuple[int | None, int | None], Any] = {}
 
     # -- building -------------------------------------------------------------------------
 
@@ -160,29 +163,36 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries[None, :]
-        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
-        if self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
+        ntotal = self.ntotal
+        k = max(1, min(k, ntotal)) if ntotal else 1
+        if ntotal == 0 or (allowed is not None and len(allowed) == 0):
             return (np.full((len(queries), 1), -np.inf, dtype=np.float32),
                     np.full((len(queries), 1), -1, dtype=np.int64))
-        kwargs: dict[str, Any] = {}
-        if allowed is not None:
-            # The selector must outlive the search: keep a reference in this frame.
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            kwargs["sel"] = selector
+        # IndexIDMap2 applies a selector to its own (external) ids and forwards the rest to
+        # the index it wraps. How many threads a search uses is the calling thread's setting
+        # (see set_threads): readers search one query at a time on one thread.
+        if allowed is None:
+            key = (nprobe, max(ef_search, k) if ef_search else None)
+            params = self._unfiltered.get(key)
+            if params is None:
+                params = self._unfiltered[key] = self._search_params(k, nprobe, ef_search)
+            return self.index.search(queries, k, params=params)
+        # The selector must outlive the search: keep a reference in this frame.
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        return self.index.search(queries, k,
+                                 params=self._search_params(k, nprobe, ef_search, sel=selector))
+
+    def _search_params(self, k: int, nprobe: int | None, ef_search: int | None,
+                       **kwargs: Any) -> Any:
         if self.params.kind == "ivf":
             if nprobe:
                 kwargs["nprobe"] = min(nprobe, self.params.nlist or nprobe)
-            params = faiss.SearchParametersIVF(**kwargs)
-        elif self.params.kind == "hnsw":
+            return faiss.SearchParametersIVF(**kwargs)
+        if self.params.kind == "hnsw":
             if ef_search:
                 kwargs["efSearch"] = max(ef_search, k)
-            params = faiss.SearchParametersHNSW(**kwargs)
-        else:
-            params = faiss.SearchParameters(**kwargs) if kwargs else None
-        # IndexIDMap2 applies the selector to its own (external) ids and forwards the rest
-        # to the index it wraps. How many threads it uses is the calling thread's setting
-        # (see set_threads): readers search one query at a time on one thread.
-        return self.index.search(queries, k, params=params)
+            return faiss.SearchParametersHNSW(**kwargs)
+        return faiss.SearchParameters(**kwargs) if kwargs else None
 
     def copy(self) -> "VectorIndex":
         """An independent copy (to change while others search the original)."""

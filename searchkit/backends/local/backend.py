@@ -254,11 +254,13 @@ class LocalReadView:
         settings = self.backend.config.ann
         # HNSW keeps removed ids as tombstones: ask for enough extra to still fill k. An
         # allowed set comes from SQLite and already excludes them.
-        fetch = k + max(0, index.ntotal - live) if allowed is None else k
+        ntotal = index.ntotal
+        fetch = k + max(0, ntotal - live) if allowed is None else k
         scores, ids = index.search(qvec, fetch, nprobe=settings.nprobe,
                                    ef_search=settings.ef_search, allowed=allowed)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        if allowed is None and index.ntotal != live:
+        found = ids[0] >= 0
+        pairs = list(zip(ids[0][found].tolist(), scores[0][found].tolist()))
+        if allowed is None and ntotal != live:
             rows = self.store.documents([i for i, _ in pairs]) if table == "documents" else \
                 self.store.chunks([i for i, _ in pairs])
             pairs = [(i, s) for i, s in pairs if i in rows]

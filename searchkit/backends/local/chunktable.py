@@ -96,8 +96,10 @@ class ChunkTable:
         # Direct lookups by id (an array indexed by chunk or document id) where ids are dense
         # enough: a binary search over a few hundred thousand ids costs a cache miss a step.
         object.__setattr__(table, "_at_id", _direct(columns[:, 0], np.arange(len(columns))))
-        object.__setattr__(table, "_doc_range", _direct(
-            docs[starts], np.stack([starts, np.diff(np.r_[starts, len(docs)])], 1)))
+        doc_range = _direct(docs[starts], np.stack([starts, np.diff(np.r_[starts, len(docs)])], 1))
+        if doc_range is not None:
+            doc_range[doc_range[:, 0] < 0] = 0   # no such document: no chunks (start 0, length 0)
+        object.__setattr__(table, "_doc_range", doc_range)
         return table
 
     def best_of_documents(self, qvec: np.ndarray,
@@ -122,21 +124,31 @@ class ChunkTable:
     def of_documents(self, doc_ids: Iterable[int]) -> np.ndarray:
         """Positions of the chunks of ``doc_ids``, ordered by (document id, ordinal) as the
         SQL of :meth:`Store.chunks_of` orders them."""
-        docs = np.unique(np.fromiter((int(d) for d in doc_ids), dtype=np.int64))
+        # Few numpy calls, and array methods rather than numpy's Python-level functions: a
+        # search asks this for about ten documents, where each call's overhead is the cost.
+        docs = np.array(doc_ids, dtype=np.int64) if isinstance(doc_ids, np.ndarray) else \
+            np.fromiter(doc_ids, dtype=np.int64)
+        docs.sort()
+        if len(docs) > 1:
+            fresh = docs[1:] != docs[:-1]
+            if not fresh.all():
+                docs = np.concatenate((docs[:1], docs[1:][fresh]))
         direct = self._doc_range   # type: ignore[attr-defined]
         if direct is not None:
-            found = direct[np.clip(docs, 0, len(direct) - 1)]
-            found = found[(docs >= 0) & (docs < len(direct)) & (found[:, 0] >= 0)]
+            if len(docs) and (docs[0] < 0 or docs[-1] >= len(direct)):
+                docs = docs[(docs >= 0) & (docs < len(direct))]
+            found = direct[docs]
             start, lengths = found[:, 0], found[:, 1]
         else:
             col = self.columns[:, 1]
-            start = np.searchsorted(col, docs, "left")
-            lengths = np.searchsorted(col, docs, "right") - start
-        if not lengths.sum():
+            start = col.searchsorted(docs, "left")
+            lengths = col.searchsorted(docs, "right") - start
+        ends = lengths.cumsum()
+        total = int(ends[-1]) if len(ends) else 0
+        if not total:
             return np.zeros(0, np.int64)
-        # Concatenated ranges start[i]..end[i] without a Python loop.
-        offsets = np.repeat(start - np.cumsum(lengths) + lengths, lengths)
-        return offsets + np.arange(lengths.sum())
+        # Concatenated ranges start[i]..start[i] + lengths[i] without a Python loop.
+        return np.arange(total) + (start + lengths - ends).repeat(lengths)
 
     def of_ids(self, ids: Iterable[int]) -> np.ndarray:
         """Positions of the given chunk ids that are live, in the order given."""

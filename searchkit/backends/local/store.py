@@ -307,8 +307,8 @@ class Store:
     def generation(self) -> int:
         if self._snapshot_generation is not None:
             return self._snapshot_generation
-        row = self.db.execute("SELECT value FROM manifest WHERE key = 'generation'").fetchone()
-        return int(json.loads(row[0])) if row else 0
+        row = self.db.conn.execute("SELECT value FROM manifest WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0   # a JSON integer: int() reads it as json would
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Store"]:
@@ -409,7 +409,7 @@ class Store:
         for start in range(0, len(values), IN_BATCH):
             part = list(values[start:start + IN_BATCH])
             sql_part = sql.replace("{ids}", ",".join("?" * len(part)))
-            rows.extend(self.db.execute(sql_part, [*before, *part, *after]).fetchall())
+            rows.extend(self.db.conn.execute(sql_part, [*before, *part, *after]).fetchall())
         return rows
 
     def states(self, keys: Iterable[str] | None = None) -> dict[str, tuple[int, str]]:
@@ -457,7 +457,7 @@ class Store:
         rows = self._in_batches(
             "SELECT id, key, path, title, kind, content_hash, size, mtime, n_tokens, text, metadata "
             "FROM documents WHERE id IN ({ids})", [int(i) for i in ids])
-        return {r[0]: DocRow(*r[:10], metadata=json.loads(r[10])) for r in rows}
+        return {r[0]: DocRow(*r[:10], metadata=_metadata(r[10])) for r in rows}
 
     def document_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         """``id → vector`` of the given documents."""
@@ -711,3 +711,11 @@ def _fts(name: str) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+_decode = json.JSONDecoder().decode   # json.loads without its per-call checks
+
+
+def _metadata(stored: str) -> dict[str, Any]:
+    # Many documents have none: spare the JSON parser the common case.
+    return {} if stored == "{}" else _decode(stored)
