@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchkit.errors import ModelError, ModelNotFoundError, UnsupportedModelError
+from ..errors import ModelError, ModelNotFoundError, UnsupportedModelError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Not encoder weights: the unused BERT pooler; index buffers older transformers saved with weights.
