@@ -216,3 +216,16 @@ def test_chunk_table_refuses_an_index_missing_a_chunk(index):
         partial = chunks_ann.copy()
         partial.remove(np.asarray(view.store.ids("chunks")[:1]))
         assert ChunkTable.build(view.store, partial) is None
+
+
+def test_snippet_is_the_first_words_on_one_line_with_an_ellipsis_when_more_follow():
+    def whole_split(text, words):   # the previous snippet: every word split off first
+        parts = text.split()
+        return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+    rng = np.random.default_rng(5)
+    pieces = ["a", "bb", " ", "\n", "\t", "\u00a0", "\u3000", "\u2028", "\x1c", "x y", "  "]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces, size=rng.integers(0, 20)))
+        for words in (1, 2, 3, 5, 40):
+            assert ranking.snippet(text, words) == whole_split(text, words), (text, words)
+    assert ranking.snippet("one  two\nthree four", 3) == "one two three …"
