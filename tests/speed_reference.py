@@ -121,7 +121,8 @@ class ReferenceSearcher(Searcher):
         return {d: s for d, (s, _) in best_chunks(qvec, rows_c, vecs_c).items()}
 
     def _hits(self, view, order, final, qvec, text, lists: Mapping[str, Mapping[int, float]],
-              chunk_keyword=None) -> list[Hit]:
+              chunk_keyword=None, scored=None) -> list[Hit]:
+        # ``scored`` (the candidates' chunk cosines) is ignored: every chunk is read again here.
         rows = view.documents(order)
         order = [i for i in order if i in rows]
         rows_c, vecs_c = view.chunks_of(order, qvec.shape[0] if qvec is not None else None)

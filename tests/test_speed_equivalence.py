@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from searchkit import SearchIndex
-from searchkit.backends.base import ChunkSpans, best_chunk_of_documents, chunk_spans
+from searchkit.backends.base import ChunkSpans, best_chunk_of_documents, chunk_cosines, chunk_spans
 from searchkit.backends.local.chunktable import ChunkTable
 from searchkit.config import ChunkingConfig, Config, IngestConfig, ModelConfig
 from searchkit.embedding.fake import FAKE_MODEL
@@ -140,7 +140,7 @@ def test_best_chunk_of_documents_is_each_documents_best_chunk(index):
             self.view = view
 
         def __getattr__(self, name):
-            if name == "best_chunk_of_documents":
+            if name in ("best_chunk_of_documents", "chunk_cosines", "chunk_spans"):
                 raise AttributeError(name)
             return getattr(self.view, name)
 
@@ -164,6 +164,14 @@ def test_best_chunk_of_documents_is_each_documents_best_chunk(index):
                 assert set(got) == set(generic) == set(want) == set(asked) - {10**9}
                 for d, score in want.items():
                     assert got[d] == pytest.approx(score, abs=1e-6) == generic[d], (query, d)
+                # Every chunk's cosine, as the hits' passages reuse them.
+                spans, cosines = chunk_cosines(view, qvec, asked)
+                g_spans, g_cosines = chunk_cosines(Generic(view), qvec, asked)
+                assert spans.ids.tolist() == g_spans.ids.tolist() == [r.id for r in rows]
+                assert spans.char_start.tolist() == [r.char_start for r in rows]
+                assert spans.vectors is None and g_spans.vectors is None
+                assert cosines == pytest.approx(vectors @ qvec, abs=1e-6)
+                assert g_cosines == pytest.approx(vectors @ qvec, abs=1e-6)
 
 
 def test_best_passage_positions_ties_and_missing_scores():

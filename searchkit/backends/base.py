@@ -22,6 +22,7 @@ The contract, for every backend (the local one is SQLite + FAISS; see ``backends
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
@@ -121,6 +122,28 @@ def chunk_spans(view: "ReadView", doc_ids: Iterable[int] | None = None,
     return ChunkSpans.of_rows(rows, vectors)
 
 
+def chunk_cosines(view: "ReadView", qvec: np.ndarray,
+                  doc_ids: Iterable[int]) -> tuple[ChunkSpans, np.ndarray]:
+    """The chunks of ``doc_ids`` (as :func:`chunk_spans` orders them, without vectors) and
+    each one's cosine with ``qvec`` (one matrix product). A backend may serve this itself as
+    ``view.chunk_cosines(qvec, doc_ids)`` (returning ``None`` where it cannot)."""
+    own = getattr(view, "chunk_cosines", None)
+    found = own(qvec, doc_ids) if own is not None else None
+    if found is not None:
+        return found
+    spans = chunk_spans(view, doc_ids=doc_ids, dim=qvec.shape[0])
+    cosines = spans.vectors @ qvec if len(spans.ids) else np.zeros(0, np.float32)
+    return dataclasses.replace(spans, vectors=None), cosines
+
+
+def best_of_chunks(spans: ChunkSpans, cosines: np.ndarray) -> dict[int, float]:
+    """``doc id → the highest cosine among its chunks`` (``spans`` grouped by document)."""
+    if not len(spans.ids):
+        return {}
+    starts = np.flatnonzero(np.r_[True, spans.doc_ids[1:] != spans.doc_ids[:-1]])
+    return dict(zip(spans.doc_ids[starts].tolist(), np.maximum.reduceat(cosines, starts).tolist()))
+
+
 def best_chunk_of_documents(view: "ReadView", qvec: np.ndarray,
                             doc_ids: Iterable[int]) -> dict[int, float]:
     """``doc id → cosine`` of each given document's best chunk over all its chunks (one
@@ -131,12 +154,7 @@ def best_chunk_of_documents(view: "ReadView", qvec: np.ndarray,
     found = own(qvec, doc_ids) if own is not None else None
     if found is not None:
         return found
-    spans = chunk_spans(view, doc_ids=doc_ids, dim=qvec.shape[0])
-    if not len(spans.ids):
-        return {}
-    cosines = spans.vectors @ qvec
-    starts = np.flatnonzero(np.r_[True, spans.doc_ids[1:] != spans.doc_ids[:-1]])
-    return dict(zip(spans.doc_ids[starts].tolist(), np.maximum.reduceat(cosines, starts).tolist()))
+    return best_of_chunks(*chunk_cosines(view, qvec, doc_ids))
 
 
 def passage_bm25(view: "ReadView", text: str,

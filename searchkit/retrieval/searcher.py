@@ -16,8 +16,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import (Backend, DocRow, ReadView, best_chunk_of_documents, chunk_spans,
-                             passage_bm25)
+from ..backends.base import (Backend, ChunkSpans, DocRow, ReadView, best_chunk_of_documents,
+                             best_of_chunks, chunk_cosines, chunk_spans, passage_bm25)
 from ..config import SearchConfig
 from ..filters import Filters
 from ..hits import Hit, Passage
@@ -114,13 +114,15 @@ class Searcher:
             lists["keyword"] = view.keyword_documents(text, depth, filters) if text else {}
         vector = lists.get("late", lists.get("dense", {}))
         chunk_keyword = None
+        scored = None   # the candidates' chunks with their cosines, if computed
         if adaptive:
             if adaptive_fusion.SHIPPED.late_share > 0:
                 # Each candidate's best late chunk, over all its chunks (one matrix product).
                 # The candidates are the two lists' (already filtered): documents found only
                 # by a chunk-vector search changed no shared set's nDCG@10 (BENCHMARKS.md).
                 candidates = dict.fromkeys([*lists.get("dense", {}), *lists.get("keyword", {})])
-                lists["best_chunk"] = best_chunk_of_documents(view, qvec, candidates)
+                scored = chunk_cosines(view, qvec, candidates)
+                lists["best_chunk"] = best_of_chunks(*scored)
             final, chunk_keyword = self._adaptive(view, lists, text, depth, k)
         elif mode == "hybrid":
             final = ranking.fuse(vector, lists["keyword"], query.fusion, settings.keyword_weight,
@@ -128,7 +130,7 @@ class Searcher:
         else:
             final = vector if mode == "dense" else lists["keyword"]
         order = sorted(final, key=final.__getitem__, reverse=True)[:k]   # stable: ties keep order
-        return self._hits(view, order, final, qvec, text, lists, chunk_keyword)
+        return self._hits(view, order, final, qvec, text, lists, chunk_keyword, scored)
 
     def _best_chunk_scores(self, view: ReadView, qvec: np.ndarray,
                            doc_ids: Mapping[int, float]) -> dict[int, float]:
@@ -163,17 +165,30 @@ class Searcher:
     def _hits(self, view: ReadView, order: list[int], final: Mapping[int, float],
               qvec: np.ndarray | None, text: str | None,
               lists: Mapping[str, Mapping[int, float]],
-              chunk_keyword: Mapping[int, float] | None = None) -> list[Hit]:
+              chunk_keyword: Mapping[int, float] | None = None,
+              scored: tuple[ChunkSpans, np.ndarray] | None = None) -> list[Hit]:
         """Hits for ranked document ids, each with its best passage and per-list scores
-        (``chunk_keyword``: chunk BM25s already read for these documents, if any).
+        (``chunk_keyword``: chunk BM25s already read for these documents, if any; ``scored``:
+        chunks of a superset of them with their cosines, already computed).
 
         The passages are chosen over arrays: the chunks of the shown documents with their
         vectors (one matrix product) and their BM25 (one keyword read), no row per chunk.
         """
         rows = view.documents(order)
         order = [i for i in order if i in rows]   # defensive: rows come from the same snapshot
-        spans = chunk_spans(view, doc_ids=order, dim=qvec.shape[0] if qvec is not None else None)
-        dense = spans.vectors @ qvec if qvec is not None else None
+        if not order:
+            return []
+        if scored is not None:   # the shown documents' chunks among the candidates'
+            wanted = np.sort(np.fromiter(order, dtype=np.int64, count=len(order)))
+            doc_ids = scored[0].doc_ids
+            shown = wanted[wanted.searchsorted(doc_ids).clip(0, len(wanted) - 1)] == doc_ids
+            spans = ChunkSpans(*(getattr(scored[0], f)[shown]
+                                 for f in ("ids", "doc_ids", "char_start", "char_end")))
+            dense = scored[1][shown]
+        else:
+            spans = chunk_spans(view, doc_ids=order,
+                                dim=qvec.shape[0] if qvec is not None else None)
+            dense = spans.vectors @ qvec if qvec is not None else None
         if chunk_keyword is None:
             chunk_keyword = view.keyword_chunks(text, order) if lists.get("keyword") else {}
         keyword = _aligned(spans.ids, chunk_keyword) if chunk_keyword else None

@@ -369,6 +369,17 @@ class LocalReadView:
         vectors = table.vectors_at(positions) if dim is not None and ids is None else None
         return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6], vectors)
 
+    def chunk_cosines(self, qvec: np.ndarray,
+                      doc_ids: Iterable[int]) -> tuple[ChunkSpans, np.ndarray] | None:
+        """See :func:`searchkit.backends.base.chunk_cosines`: from the :class:`ChunkTable`'s
+        vectors, without copying them where the documents hold a sizeable share of all chunks."""
+        table = self._chunk_table()
+        if table is None or table.vectors.shape[1] != qvec.shape[0]:
+            return None
+        positions, cosines = table.cosines_of_documents(qvec, doc_ids)
+        cols = table.columns[positions]
+        return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6]), cosines
+
     def best_chunk_of_documents(self, qvec: np.ndarray,
                                 doc_ids: Iterable[int]) -> dict[int, float] | None:
         """See :func:`searchkit.backends.base.best_chunk_of_documents`: from the

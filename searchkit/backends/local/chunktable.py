@@ -102,21 +102,28 @@ class ChunkTable:
         object.__setattr__(table, "_doc_range", doc_range)
         return table
 
-    def best_of_documents(self, qvec: np.ndarray,
-                          doc_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """``(doc ids, cosines)``, ascending by id, of each given document's best chunk. Where
-        the documents hold a sizeable share of all chunks, every vector is scored in one
-        sequential pass and theirs are picked out: gathering their rows first would read them
-        and write a copy of them, slower than reading everything once."""
+    def cosines_of_documents(self, qvec: np.ndarray,
+                             doc_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions, cosines)`` of the chunks of ``doc_ids``, ordered as
+        :meth:`of_documents`. Where the documents hold a sizeable share of all chunks, every
+        vector is scored in one sequential pass and theirs are picked out: gathering their
+        rows first would read them and write a copy of them, slower than reading everything
+        once."""
         positions = self.of_documents(doc_ids)
         if not len(positions):
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return positions, np.zeros(0, np.float32)
         rows = self.rows[positions]
         qvec = np.asarray(qvec, dtype=np.float32)
         if len(rows) * GATHER_SHARE >= len(self.vectors):
-            scores = (self.vectors @ qvec)[rows]
-        else:
-            scores = self.vectors[rows] @ qvec
+            return positions, (self.vectors @ qvec)[rows]
+        return positions, self.vectors[rows] @ qvec
+
+    def best_of_documents(self, qvec: np.ndarray,
+                          doc_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(doc ids, cosines)``, ascending by id, of each given document's best chunk."""
+        positions, scores = self.cosines_of_documents(qvec, doc_ids)
+        if not len(positions):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         docs = self.columns[positions, 1]
         starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
         return docs[starts], np.maximum.reduceat(scores, starts)
