@@ -135,7 +135,7 @@ def test_best_chunk_of_documents_is_each_documents_best_chunk(index):
     # vector read from SQLite and scored one by one; unknown ids and repeats are ignored.
     from searchkit.backends.local import chunktable
 
-    class Generic:   # the read view without its own best_chunk_of_documents
+    class Generic:   # the read view without its own chunk reads
         def __init__(self, view):
             self.view = view
 

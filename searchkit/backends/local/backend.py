@@ -365,9 +365,8 @@ class LocalReadView:
             from ..base import chunk_spans
             return chunk_spans(_RowsOnly(self), doc_ids, ids, dim)
         positions = table.of_ids(ids) if ids is not None else table.of_documents(doc_ids or ())
-        cols = table.columns[positions]
         vectors = table.vectors_at(positions) if dim is not None and ids is None else None
-        return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6], vectors)
+        return table.spans_at(positions, vectors)
 
     def chunk_cosines(self, qvec: np.ndarray,
                       doc_ids: Iterable[int]) -> tuple[ChunkSpans, np.ndarray] | None:
@@ -377,19 +376,7 @@ class LocalReadView:
         if table is None or table.vectors.shape[1] != qvec.shape[0]:
             return None
         positions, cosines = table.cosines_of_documents(qvec, doc_ids)
-        cols = table.columns[positions]
-        return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6]), cosines
-
-    def best_chunk_of_documents(self, qvec: np.ndarray,
-                                doc_ids: Iterable[int]) -> dict[int, float] | None:
-        """See :func:`searchkit.backends.base.best_chunk_of_documents`: from the
-        :class:`ChunkTable`'s vectors, without copying them where the documents hold a
-        sizeable share of all chunks."""
-        table = self._chunk_table()
-        if table is None or table.vectors.shape[1] != qvec.shape[0]:
-            return None
-        docs, best = table.best_of_documents(qvec, doc_ids)
-        return dict(zip(docs.tolist(), best.tolist()))
+        return table.spans_at(positions), cosines
 
     def vectors(self, table: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.store.vectors(table, self._dim(), ids=ids)

@@ -21,11 +21,11 @@ from typing import Iterable
 import faiss
 import numpy as np
 
-from ..base import ChunkRow
+from ..base import ChunkRow, ChunkSpans
 from .ann import VectorIndex
 from .store import Store
 
-# best_of_documents scores every vector when the documents' chunks are at least 1/GATHER_SHARE
+# cosines_of_documents scores every vector when the documents' chunks are at least 1/GATHER_SHARE
 # of them, and gathers their rows first below that.
 GATHER_SHARE = 4
 # The integer columns kept, in ChunkRow's field order.
@@ -118,16 +118,6 @@ class ChunkTable:
             return positions, (self.vectors @ qvec)[rows]
         return positions, self.vectors[rows] @ qvec
 
-    def best_of_documents(self, qvec: np.ndarray,
-                          doc_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """``(doc ids, cosines)``, ascending by id, of each given document's best chunk."""
-        positions, scores = self.cosines_of_documents(qvec, doc_ids)
-        if not len(positions):
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        docs = self.columns[positions, 1]
-        starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
-        return docs[starts], np.maximum.reduceat(scores, starts)
-
     def of_documents(self, doc_ids: Iterable[int]) -> np.ndarray:
         """Positions of the chunks of ``doc_ids``, ordered by (document id, ordinal) as the
         SQL of :meth:`Store.chunks_of` orders them."""
@@ -171,6 +161,11 @@ class ChunkTable:
         where = np.minimum(np.searchsorted(sorted_ids, want), len(sorted_ids) - 1)
         hit = sorted_ids[where] == want
         return self._by_id[where[hit]]   # type: ignore[attr-defined]
+
+    def spans_at(self, positions: np.ndarray, vectors: np.ndarray | None = None) -> ChunkSpans:
+        """The chunks at ``positions`` as :class:`ChunkSpans` (with ``vectors``, if given)."""
+        cols = self.columns[positions]
+        return ChunkSpans(cols[:, 0], cols[:, 1], cols[:, 5], cols[:, 6], vectors)
 
     def rows_at(self, positions: np.ndarray) -> list[ChunkRow]:
         return [ChunkRow(*r) for r in self.columns[positions].tolist()]
