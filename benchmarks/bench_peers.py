@@ -9,9 +9,13 @@ first. Two sizes:
   searchkit reads ``--index`` (built with that model; when the folder is missing it is built
   here from the same records); txtai indexes the records itself (timed apart, not counted).
 - ``synthetic``: ``--docs`` documents of real corpus lines (benchmarks/synthetic_docs.py, same
-  seed, same texts), with searchkit's deterministic fake embedder on both sides (txtai's
-  external-vectors mode calls it), so the comparison is of the engines' own work. searchkit
-  reads ``--syn-index`` (built by synthetic_docs.py when missing).
+  seed, same texts). ``--syn-vectors fake``: searchkit's deterministic fake embedder on both
+  sides (txtai's external-vectors mode calls it), so the comparison is of the engines' own
+  work with a nearly free 64-d query embedding. ``--syn-vectors minilm``: real MiniLM vectors
+  (synthetic_docs.py ``--vectors minilm``); txtai is given searchkit's document vectors (not
+  re-embedding 100k documents) and embeds the queries with its own model for the bundled
+  folder, as at the real size. searchkit reads ``--syn-index`` (built by synthetic_docs.py
+  when missing).
 
 txtai never becomes a project dependency: it lives in a throwaway virtualenv (``--venv``,
 created with ``--system-site-packages`` and reused) and runs in a child process
@@ -85,7 +89,7 @@ class Peer:
     """The txtai worker: started with its documents, indexes them, then runs rounds on demand."""
 
     def __init__(self, python: Path, work: Path, docs: list[dict], queries: list[str],
-                 model: str, args):
+                 model: str, args, doc_vectors: np.ndarray | None = None):
         work.mkdir(parents=True, exist_ok=True)
         with (work / "docs.jsonl").open("w", encoding="utf-8") as fh:
             for d in docs:
@@ -95,6 +99,9 @@ class Peer:
                str(work / "docs.jsonl"), "--queries", str(work / "queries.json"),
                "--model", model, "--modes", args.txtai_modes, "-k", str(args.k),
                "--faiss-threads", str(args.txtai_faiss_threads), "--nprobe", str(args.txtai_nprobe)]
+        if doc_vectors is not None:
+            np.save(work / "doc_vectors.npy", doc_vectors)
+            cmd += ["--doc-vectors", str(work / "doc_vectors.npy")]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.ready = self._read()["ready"]
 
@@ -199,21 +206,33 @@ def real_size(args, python: Path, queries: list[str]) -> dict:
 
 def synthetic_size(args, python: Path, queries: list[str]) -> dict:
     corpus = Path(args.set) / "corpus.jsonl"
-    folder = Path(args.syn_index or f"bench_out/syn{args.docs // 1000}k")
+    minilm = args.syn_vectors == "minilm"
+    folder = Path(args.syn_index or f"bench_out/syn{args.docs // 1000}k{'_minilm' if minilm else ''}")
     if not folder.exists():
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "synthetic_docs.py"),
                         "--docs", str(args.docs), "--words", str(args.words),
-                        "--corpus", str(corpus), "--index", str(folder)], check=True)
+                        "--corpus", str(corpus), "--index", str(folder),
+                        "--vectors", args.syn_vectors], check=True)
     docs = [{"id": i, "text": text} for i, text, _ in records(lines_of(corpus), args.docs, args.words)]
+    model = BUNDLED_NAME if minilm else FAKE_MODEL
     with SearchIndex.open(folder) as ix:
         info = ix.model_info
-        if info is None or info.name != FAKE_MODEL or ix.stats()["documents"] != len(docs):
-            raise SystemExit(f"{folder}: not {len(docs)} documents of {FAKE_MODEL} "
+        if info is None or info.name != model or ix.stats()["documents"] != len(docs):
+            raise SystemExit(f"{folder}: not {len(docs)} documents of {model} "
                              f"(rebuild: python3 benchmarks/synthetic_docs.py --docs {args.docs} "
-                             f"--words {args.words} --index {folder})")
-        peer = Peer(python, Path(args.work) / "synthetic", docs, queries, "fake", args)
+                             f"--words {args.words} --vectors {args.syn_vectors} --index {folder})")
+        doc_vectors = None
+        if minilm:   # searchkit's document vectors, in the order txtai gets the documents
+            with ix.backend.snapshot() as view:
+                ids, vectors = view.vectors("documents")
+                keys = {row.id: row.key for row in view.documents(ids.tolist()).values()}
+            where = {keys[i]: n for n, i in enumerate(ids.tolist())}
+            doc_vectors = vectors[[where[d["id"]] for d in docs]]
+        peer = Peer(python, Path(args.work) / f"synthetic_{args.syn_vectors}", docs, queries,
+                    str(bundled_folder()) if minilm else "fake", args, doc_vectors)
         try:
-            return compare(f"synthetic {len(docs)}", ix, peer, queries, args)
+            return compare(f"synthetic {len(docs)} ({args.syn_vectors} vectors)", ix, peer,
+                           queries, args)
         finally:
             peer.close()
 
@@ -227,7 +246,10 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=60, help="queries used (the first n of --set)")
     ap.add_argument("--docs", type=int, default=100_000, help="synthetic documents")
     ap.add_argument("--words", type=int, default=150, help="words per synthetic document")
-    ap.add_argument("--syn-index", default=None, help="default bench_out/syn<docs/1000>k")
+    ap.add_argument("--syn-index", default=None,
+                    help="default bench_out/syn<docs/1000>k (with minilm: ..._minilm)")
+    ap.add_argument("--syn-vectors", choices=("fake", "minilm"), default="fake",
+                    help="the synthetic size's vectors (see the module docstring)")
     ap.add_argument("--sizes", default="real,synthetic")
     ap.add_argument("--modes", default=",".join(SEARCHKIT_MODES), help="searchkit modes")
     ap.add_argument("--txtai-modes", default="dense,hybrid", help="also: keyword")

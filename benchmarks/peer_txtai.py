@@ -8,7 +8,10 @@ carries only those JSON lines (anything else printed goes to stderr).
 
 ``--model fake`` gives txtai searchkit's deterministic fake vectors (txtai's external-vectors
 mode calling :class:`searchkit.embedding.fake.FakeEmbedder`); otherwise ``--model`` is a local
-model folder. Not meant to be run by hand: bench_peers.py starts it.
+model folder. ``--doc-vectors`` (a ``.npy`` aligned with ``--docs``, with a model folder): the
+documents' vectors are given, not embedded (the synthetic MiniLM set: searchkit's own document
+vectors), and every other text (the queries) is embedded by txtai's own model for that folder,
+as ``{"path": folder}`` would. Not meant to be run by hand: bench_peers.py starts it.
 """
 
 from __future__ import annotations
@@ -26,8 +29,24 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def config(mode: str, model: str, nprobe: int = 0) -> dict:
-    if model == "fake":
+def config(mode: str, model: str, nprobe: int = 0, docs: list[dict] | None = None,
+           doc_vectors: Path | None = None) -> dict:
+    if doc_vectors is not None:
+        import numpy as np
+        from txtai import Embeddings
+
+        given = dict(zip((d["text"] for d in docs), np.load(doc_vectors)))
+        native = Embeddings({"path": model})   # txtai's query model, never indexed
+
+        def transform(texts):
+            texts = list(texts)
+            known = [given.get(t) for t in texts]
+            missing = [t for t, v in zip(texts, known) if v is None]
+            embedded = iter(native.batchtransform(missing) if missing else [])
+            return np.stack([v if v is not None else next(embedded) for v in known])
+
+        vectors: dict = {"method": "external", "transform": transform}
+    elif model == "fake":
         from searchkit.embedding.fake import FakeEmbedder
         fake = FakeEmbedder()
 
@@ -55,6 +74,8 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--faiss-threads", type=int, default=0, help="0: txtai's default (all cores)")
     ap.add_argument("--nprobe", type=int, default=0, help="IVF lists probed (0: txtai's default)")
+    ap.add_argument("--doc-vectors", type=Path, default=None,
+                    help=".npy of the documents' vectors, aligned with --docs")
     args = ap.parse_args()
     out = sys.stdout
     sys.stdout = sys.stderr
@@ -76,7 +97,7 @@ def main() -> None:
     engines, ready = {}, {"index_seconds": {}, "mean_hits": {}, "ann": {}}
     for mode in modes:
         start = time.perf_counter()
-        emb = Embeddings(config(mode, args.model, args.nprobe))
+        emb = Embeddings(config(mode, args.model, args.nprobe, docs, args.doc_vectors))
         emb.index((d["id"], d["text"], None) for d in docs)
         ready["index_seconds"][mode] = round(time.perf_counter() - start, 2)
         engines[mode] = emb
