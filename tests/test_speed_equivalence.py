@@ -140,7 +140,7 @@ def test_best_chunk_of_documents_is_each_documents_best_chunk(index):
             self.view = view
 
         def __getattr__(self, name):
-            if name in ("best_chunk_of_documents", "chunk_cosines", "chunk_spans"):
+            if name in ("chunk_cosines", "chunk_spans"):
                 raise AttributeError(name)
             return getattr(self.view, name)
 

@@ -147,13 +147,8 @@ def best_of_chunks(spans: ChunkSpans, cosines: np.ndarray) -> dict[int, float]:
 def best_chunk_of_documents(view: "ReadView", qvec: np.ndarray,
                             doc_ids: Iterable[int]) -> dict[int, float]:
     """``doc id → cosine`` of each given document's best chunk over all its chunks (one
-    matrix product over their vectors); documents without chunks are left out. A backend may
-    serve this itself as ``view.best_chunk_of_documents(qvec, doc_ids)`` (returning ``None``
-    where it cannot)."""
-    own = getattr(view, "best_chunk_of_documents", None)
-    found = own(qvec, doc_ids) if own is not None else None
-    if found is not None:
-        return found
+    matrix product over their vectors); documents without chunks are left out. A backend
+    speeds this up by serving :func:`chunk_cosines`."""
     return best_of_chunks(*chunk_cosines(view, qvec, doc_ids))
 
 
