@@ -66,7 +66,7 @@ def records(lines: list[str], n: int, words: int, seed: int = 0):
 class LineTokens(Tokens):
     """MiniLM's tokens of a synthetic document, with the line each token falls in."""
 
-    lines: np.ndarray | None = None   # (n,) row of each token's line in LineEmbedder.vectors
+    lines: np.ndarray   # (n,) the row of each token's line in LineEmbedder.vectors
 
 
 class LineEmbedder:
